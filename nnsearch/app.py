@@ -1,0 +1,139 @@
+"""The main job: validate everything, open the study and its MLflow runs, run trials, report.
+
+Every check that can fail on user input runs before the study or any MLflow run is created, so
+a bad command leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from nnsearch.errors import NNSearchError
+
+log = logging.getLogger("nnsearch")
+
+
+def run_study_cli(cfg: DictConfig) -> int:
+    """Run the study; a user-fixable problem becomes one line on stderr and exit code 2."""
+    try:
+        run_study(cfg)
+    except NNSearchError as err:
+        print(f"nnsearch: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("nnsearch: interrupted; run the same command again to resume the study.", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _prepare(cfg: DictConfig) -> dict[str, Any]:
+    """Everything derived from the config, checked; nothing written yet."""
+    import torch
+
+    from nnsearch.building import build, build_pruner, build_sampler
+    from nnsearch.cv import FoldCache, make_splits
+    from nnsearch.metrics import resolve_objective
+    from nnsearch.search_space import SearchSpace
+    from nnsearch.training import quiet_lightning
+
+    if cfg.runtime.threads:
+        torch.set_num_threads(int(cfg.runtime.threads))
+    if cfg.runtime.quiet:
+        quiet_lightning()
+    optuna_logging_to_warnings()
+    n_trials = cfg.study.n_trials
+    if not isinstance(n_trials, int) or n_trials < 1:
+        raise NNSearchError(f"study.n_trials must be a positive integer, got {n_trials!r}.")
+    if not isinstance(cfg.trainer.max_epochs, int) or cfg.trainer.max_epochs < 1:
+        raise NNSearchError(f"trainer.max_epochs must be a positive integer, got {cfg.trainer.max_epochs!r}.")
+    data = build("data", cfg.data)
+    metric = cfg.study.metric
+    direction = resolve_objective(metric, cfg.study.direction, data.task)
+    space = SearchSpace.from_config(cfg.get("search_space"), cfg)
+    splits = make_splits(data, folds=cfg.cv.folds, seed=cfg.cv.seed, shuffle=cfg.cv.shuffle, stratified=cfg.cv.stratified)
+    folds = FoldCache(data, splits)
+    _smoke_test(cfg, data, folds)
+    grid = space.grid() if "GridSampler" in str(cfg.sampler.get("_target_", "")) else None
+    sampler = build_sampler(cfg, grid)
+    pruner = build_pruner(cfg)
+    epoch_metrics = list(cfg.tracking.get("epoch_metrics") or [metric])
+    return dict(data=data, metric=metric, direction=direction, space=space, folds=folds, sampler=sampler, pruner=pruner, epoch_metrics=epoch_metrics)
+
+
+def optuna_logging_to_warnings() -> None:
+    """nnsearch prints its own line per trial; Optuna's and MLflow's INFO lines would repeat it."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def _smoke_test(cfg: DictConfig, data: Any, folds: Any) -> None:
+    """Build the base model and pass two rows through it, so a shape mismatch fails before trial 0."""
+    import torch
+
+    from nnsearch.training import build_module
+
+    fold = folds.get(0)
+    module = build_module(cfg, data, fold, [])
+    try:
+        with torch.no_grad():
+            module.eval()(fold.x_train[:2])
+    except (RuntimeError, ValueError) as err:
+        first = str(err).splitlines()[0]
+        raise NNSearchError(f"model {cfg.model._target_} cannot process samples of shape {data.input_shape}: {first}") from None
+
+
+def run_study(cfg: DictConfig) -> Any:
+    """Validate, run the study to ``study.n_trials`` finished trials, summarize; returns the study."""
+    from nnsearch.objective import Objective, type_name
+    from nnsearch.storage import open_storage, redact
+    from nnsearch.study import n_finished, open_study, run_trials
+    from nnsearch.tracking import Tracker
+
+    started = time.time()
+    p = _prepare(cfg)
+    storage_url = cfg.study.storage
+    study = open_study(cfg.study.name, open_storage(storage_url), direction=p["direction"], sampler=p["sampler"], pruner=p["pruner"])
+    done_before = n_finished(study)
+    log.info("study '%s' on %s: %d/%d trials finished; %s", study.study_name, redact(storage_url) if storage_url else "optuna.journal", done_before, cfg.study.n_trials, p["data"].describe())
+    tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment)
+    params = {
+        "study.metric": p["metric"],
+        "study.direction": p["direction"],
+        "sampler": type_name(cfg.sampler),
+        "sampler.seed": cfg.sampler.get("seed"),
+        "pruner": type_name(cfg.pruner),
+        "cv.folds": cfg.cv.folds,
+        "cv.seed": cfg.cv.seed,
+        "seed": cfg.seed,
+        "data": p["data"].name,
+        "model": type_name(cfg.model),
+        "trainer.max_epochs": cfg.trainer.max_epochs,
+        "search_space": ", ".join(par.path for par in p["space"].parameters) or "(empty)",
+    }
+    tags = {"optuna.study_name": study.study_name, "study.n_trials": cfg.study.n_trials, "storage": redact(storage_url) if storage_url else "optuna.journal"}
+    _, resumed = tracker.open_parent(study, params, tags)
+    if resumed:
+        log.info("resuming: reattached to MLflow parent run %s", tracker.parent_run_id)
+    objective = Objective(cfg, p["data"], p["space"], p["folds"], tracker, metric=p["metric"], epoch_metrics=p["epoch_metrics"])
+    try:
+        reason = run_trials(study, objective, n_trials=cfg.study.n_trials, timeout=cfg.study.timeout, max_failed_trials=cfg.study.max_failed_trials)
+    except KeyboardInterrupt:
+        tracker.close_parent("KILLED", tags={"state": "interrupted"})
+        log.info("interrupted after %d/%d finished trials", n_finished(study), cfg.study.n_trials)
+        raise
+    except BaseException:
+        tracker.close_parent("FAILED", tags={"state": "failed"})
+        raise
+    from nnsearch.report import finish
+
+    finish(cfg, study, tracker, p, reason=reason, seconds=time.time() - started)
+    return study

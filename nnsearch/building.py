@@ -1,0 +1,59 @@
+"""Objects built from config groups with ``hydra.utils.instantiate``, errors stated in config terms.
+
+Hydra wraps a constructor's error in a long ``InstantiationException``; here it becomes one line
+naming the group and the bad option, e.g. ``sampler: TPESampler got an unexpected keyword 'foo'``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from nnsearch.errors import NNSearchError
+
+
+def build(group: str, node: DictConfig | None, **kwargs: Any) -> Any:
+    """Instantiate ``node`` (a config group's content) with runtime ``kwargs``."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    if node is None or "_target_" not in node:
+        raise NNSearchError(f"Config group '{group}' has no _target_ to build.")
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as err:
+        cause = err.__cause__ or err
+        if isinstance(cause, NNSearchError):
+            raise cause from None
+        message = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
+        raise NNSearchError(f"{group}: cannot build {node._target_}: {message}") from None
+    except NNSearchError:
+        raise
+    except (TypeError, ValueError) as err:
+        raise NNSearchError(f"{group}: cannot build {node._target_}: {err}") from None
+
+
+def build_network(cfg: DictConfig, input_shape: tuple[int, ...], n_outputs: int) -> Any:
+    return build("model", cfg.model, input_shape=tuple(input_shape), n_outputs=n_outputs)
+
+
+def optional_partial(group: str, node: DictConfig | None) -> Any:
+    """A ``_partial_`` factory, or None where the group is empty (e.g. ``scheduler=none``)."""
+    if node is None or not OmegaConf.is_dict(node) or "_target_" not in node:
+        return None
+    return build(group, node)
+
+
+def build_sampler(cfg: DictConfig, grid: dict[str, list] | None = None) -> Any:
+    """The Optuna sampler; the grid sampler is given the study's grid at run time."""
+    sampler = build("sampler", cfg.sampler)
+    if callable(sampler) and not hasattr(sampler, "sample_relative"):
+        if grid is None:
+            raise NNSearchError("sampler: this sampler needs the search space as a grid.")
+        sampler = sampler(search_space=grid)
+    return sampler
+
+
+def build_pruner(cfg: DictConfig) -> Any:
+    return build("pruner", cfg.pruner)

@@ -1,0 +1,117 @@
+"""Cross-validation splits and leakage-safe preparation of each fold.
+
+Splits come from scikit-learn (``StratifiedKFold`` for classification, ``KFold`` otherwise) and
+depend only on ``cv.seed``, so every trial of a study sees the same folds. Scalers are fitted on a
+fold's training rows alone, and a regression target is standardized with training statistics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from nnsearch.data.dataset import Dataset
+from nnsearch.errors import NNSearchError
+
+
+@dataclass(frozen=True)
+class Fold:
+    """Tensors of one fold, already scaled, plus the target scaling undone by the metrics."""
+
+    index: int
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor  # in original units
+    y_val_scaled: torch.Tensor
+    target_scale: tuple[float, float]
+
+
+def make_splits(data: Dataset, *, folds: int, seed: int, shuffle: bool = True, stratified: bool = True) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Deterministic (train, validation) index pairs; checks every class can fill every fold."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    if not isinstance(folds, int) or folds < 2:
+        raise NNSearchError(f"cv.folds must be an integer of at least 2, got {folds!r}.")
+    if folds > len(data.y):
+        raise NNSearchError(f"cv.folds={folds} is more than the {len(data.y)} samples of '{data.name}'.")
+    stratify = stratified and data.task.is_classification
+    if stratify:
+        counts = np.bincount(data.y, minlength=len(data.classes))
+        small = [(data.classes[i], int(c)) for i, c in enumerate(counts) if c < folds]
+        if small:
+            label, count = min(small, key=lambda lc: lc[1])
+            raise NNSearchError(
+                f"Class '{label}' of '{data.name}' has {count} sample(s), fewer than cv.folds={folds}: "
+                f"lower cv.folds to at most {count} or collect more samples."
+            )
+        splitter = StratifiedKFold(folds, shuffle=shuffle, random_state=seed if shuffle else None)
+    else:
+        splitter = KFold(folds, shuffle=shuffle, random_state=seed if shuffle else None)
+    return [(tr, va) for tr, va in splitter.split(np.zeros(len(data.y)), data.y)]
+
+
+def fit_scaler(kind: str, x_train: np.ndarray):
+    """A scikit-learn scaler fitted on training rows only, or None for ``none``."""
+    from sklearn.preprocessing import MinMaxScaler, StandardScaler
+
+    if kind == "none":
+        return None
+    scaler = StandardScaler() if kind == "standard" else MinMaxScaler()
+    return scaler.fit(_as_table(x_train))
+
+
+def _as_table(x: np.ndarray) -> np.ndarray:
+    """2-D view for a scaler: sequences (N, T, F) scale per feature over all steps, others per position."""
+    return x.reshape(-1, x.shape[-1]) if x.ndim == 3 else x.reshape(len(x), -1)
+
+
+def _transform(scaler, x: np.ndarray) -> np.ndarray:
+    return x if scaler is None else scaler.transform(_as_table(x)).reshape(x.shape).astype(np.float32)
+
+
+def prepare_fold(data: Dataset, index: int, train_idx: np.ndarray, val_idx: np.ndarray, scaler: str | None = None) -> Fold:
+    """Scale features (and a regression target) with statistics of the training rows only."""
+    kind = scaler or data.scaler
+    x_train, x_val = data.X[train_idx], data.X[val_idx]
+    fitted = fit_scaler(kind, x_train)
+    y_train, y_val = data.y[train_idx], data.y[val_idx]
+    scale = (0.0, 1.0)
+    if not data.task.is_classification:
+        mean, std = float(y_train.mean()), float(y_train.std()) or 1.0
+        scale = (mean, std)
+    to_y = (lambda a: torch.as_tensor(a)) if data.task.is_classification else (lambda a: torch.as_tensor((a - scale[0]) / scale[1], dtype=torch.float32))
+    return Fold(
+        index=index,
+        train_idx=train_idx,
+        val_idx=val_idx,
+        x_train=torch.as_tensor(_transform(fitted, x_train)),
+        y_train=to_y(y_train),
+        x_val=torch.as_tensor(_transform(fitted, x_val)),
+        y_val=torch.as_tensor(y_val),
+        y_val_scaled=to_y(y_val),
+        target_scale=scale,
+    )
+
+
+class FoldCache:
+    """Prepared folds kept across trials: scaling is done once per (scaler, fold), not per trial."""
+
+    def __init__(self, data: Dataset, splits: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        self.data = data
+        self.splits = splits
+        self._folds: dict[tuple[str, int], Fold] = {}
+
+    def __len__(self) -> int:
+        return len(self.splits)
+
+    def get(self, index: int, scaler: str | None = None) -> Fold:
+        key = (scaler or self.data.scaler, index)
+        if key not in self._folds:
+            train_idx, val_idx = self.splits[index]
+            self._folds[key] = prepare_fold(self.data, index, train_idx, val_idx, key[0])
+        return self._folds[key]

@@ -1,0 +1,45 @@
+"""scikit-learn's bundled data sets: shipped with the package, so no download is ever needed."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nnsearch.data.dataset import Dataset, encode_target, infer_task
+from nnsearch.errors import NNSearchError
+
+BUNDLED = ("digits", "iris", "wine", "breast_cancer", "diabetes")
+
+
+def load_bundled(
+    name: str,
+    *,
+    as_image: bool = False,
+    task: str = "auto",
+    scaler: str = "standard",
+    batch_size: int = 64,
+) -> Dataset:
+    """Load a bundled data set; ``as_image`` gives digits as 1x8x8 images for CNNs."""
+    from sklearn import datasets
+
+    if name not in BUNDLED:
+        raise NNSearchError(f"Unknown bundled data set '{name}'; choose one of {', '.join(BUNDLED)}.")
+    bunch = getattr(datasets, f"load_{name}")()
+    X = np.asarray(bunch.data, dtype=np.float32)
+    if as_image:
+        if name != "digits":
+            raise NNSearchError(f"data.as_image is only available for digits, not '{name}'.")
+        X = X.reshape(-1, 1, 8, 8)
+    kind = infer_task(np.asarray(bunch.target), task)
+    y, classes = encode_target(np.asarray(bunch.target), kind)
+    if kind.is_classification and hasattr(bunch, "target_names"):
+        classes = tuple(str(c) for c in np.asarray(bunch.target_names)[list(classes)])
+    return Dataset(
+        name=name,
+        X=X,
+        y=y,
+        task=kind,
+        classes=classes,
+        feature_names=tuple(str(f) for f in getattr(bunch, "feature_names", ())),
+        scaler=scaler,
+        batch_size=batch_size,
+    )

@@ -1,0 +1,110 @@
+"""The in-memory data set every model trains on, and the learning task it implies."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from nnsearch.errors import NNSearchError
+
+
+class Task(str, enum.Enum):
+    """What is predicted; it sets the model's head, the loss and the metrics."""
+
+    BINARY = "binary"
+    MULTICLASS = "multiclass"
+    REGRESSION = "regression"
+
+    @property
+    def is_classification(self) -> bool:
+        return self is not Task.REGRESSION
+
+
+TASK_CHOICES = ("auto", *(t.value for t in Task))
+MAX_INTEGER_CLASSES = 20  # an integer target with more distinct values is taken as a quantity
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Features ``X`` (samples first, float32) and targets ``y`` (class indices or floats).
+
+    ``classes`` holds the original label of each class index, so a string target reads back.
+    """
+
+    name: str
+    X: np.ndarray
+    y: np.ndarray
+    task: Task
+    classes: tuple = ()
+    feature_names: tuple = ()
+    scaler: str = "standard"
+    batch_size: int = 64
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if len(self.X) != len(self.y):
+            raise NNSearchError(f"Data '{self.name}': X has {len(self.X)} rows but y has {len(self.y)}.")
+        if len(self.X) < 2:
+            raise NNSearchError(f"Data '{self.name}' has {len(self.X)} samples; at least 2 are needed.")
+        if not np.issubdtype(self.X.dtype, np.floating):
+            raise NNSearchError(f"Data '{self.name}': features must be numeric, got dtype {self.X.dtype}.")
+        if not np.isfinite(self.X).all():
+            bad = np.argwhere(~np.isfinite(self.X.reshape(len(self.X), -1)))
+            row, col = bad[0]
+            where = self.feature_names[col] if col < len(self.feature_names) else f"feature {col}"
+            raise NNSearchError(
+                f"Data '{self.name}' has {len(bad)} NaN/infinite feature values (first at row {row}, "
+                f"column '{where}'); impute or drop them first."
+            )
+        if self.task.is_classification and len(self.classes) < 2:
+            raise NNSearchError(f"Data '{self.name}': a classification target needs at least 2 classes.")
+        if self.task is Task.BINARY and len(self.classes) != 2:
+            raise NNSearchError(
+                f"Data '{self.name}': task 'binary' needs exactly 2 classes, found {len(self.classes)}."
+            )
+        if self.scaler not in ("standard", "minmax", "none"):
+            raise NNSearchError(f"data.scaler must be one of standard, minmax, none; got '{self.scaler}'.")
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one sample: (features,), (channels, height, width) or (steps, features)."""
+        return tuple(self.X.shape[1:])
+
+    @property
+    def n_outputs(self) -> int:
+        """Width of the model's head: one logit for binary and regression, one per class otherwise."""
+        return len(self.classes) if self.task is Task.MULTICLASS else 1
+
+    def describe(self) -> str:
+        kind = self.task.value + (f", {len(self.classes)} classes" if self.task.is_classification else "")
+        return f"{self.name}: {len(self.X)} samples, input {self.input_shape}, {kind}"
+
+
+def infer_task(y: np.ndarray, requested: str = "auto") -> Task:
+    """The task for target ``y``: strings, booleans and few-valued integers are classes."""
+    if requested not in TASK_CHOICES:
+        raise NNSearchError(f"data.task must be one of {', '.join(TASK_CHOICES)}; got '{requested}'.")
+    if requested != "auto":
+        return Task(requested)
+    n_unique = len(np.unique(y))
+    if y.dtype.kind in "OUSb" or (y.dtype.kind in "iu" and n_unique <= MAX_INTEGER_CLASSES):
+        return Task.BINARY if n_unique == 2 else Task.MULTICLASS
+    return Task.REGRESSION
+
+
+def encode_target(y: np.ndarray, task: Task) -> tuple[np.ndarray, tuple]:
+    """Class indices (int64) and their original labels, or float32 targets for regression."""
+    if task is Task.REGRESSION:
+        try:
+            values = y.astype(np.float32)
+        except (TypeError, ValueError) as err:
+            raise NNSearchError(f"A regression target must be numeric: {err}") from None
+        if not np.isfinite(values).all():
+            raise NNSearchError("The target has NaN values; drop those rows first.")
+        return values, ()
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        raise NNSearchError("The target has NaN values; drop those rows first.")
+    classes, codes = np.unique(y.astype(str) if y.dtype.kind == "O" else y, return_inverse=True)
+    return codes.astype(np.int64), tuple(c.item() if hasattr(c, "item") else c for c in classes)

@@ -1,0 +1,98 @@
+"""User data from local files: a CSV table with a target column, or an .npz archive with X and y."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from nnsearch.data.dataset import Dataset, encode_target, infer_task
+from nnsearch.errors import NNSearchError
+
+
+def _existing(path: str | None, kind: str) -> Path:
+    if not path or path == "???":
+        raise NNSearchError(f"data={kind} needs a file: add data.path=FILE to the command.")
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise NNSearchError(f"Data file not found: {p.resolve()}")
+    return p
+
+
+def load_csv(
+    path: str,
+    target: str,
+    *,
+    features: Sequence[str] | None = None,
+    task: str = "auto",
+    scaler: str = "standard",
+    batch_size: int = 64,
+) -> Dataset:
+    """Read a CSV; every feature column must be numeric, the target may be text (it is encoded)."""
+    import pandas as pd
+
+    file = _existing(path, "csv")
+    try:
+        frame = pd.read_csv(file)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise NNSearchError(f"Cannot read CSV {file}: {err}") from None
+    if target is None or target == "???":
+        raise NNSearchError(f"data=csv needs a target column: add data.target=COLUMN (columns: {', '.join(map(str, frame.columns))}).")
+    if target not in frame.columns:
+        raise NNSearchError(f"Target column '{target}' is not in {file.name}; its columns are: {', '.join(map(str, frame.columns))}.")
+    columns = list(features) if features else [c for c in frame.columns if c != target]
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise NNSearchError(f"Feature columns not in {file.name}: {', '.join(map(str, missing))}.")
+    if not columns:
+        raise NNSearchError(f"{file.name} has no feature columns besides the target '{target}'.")
+    non_numeric = [c for c in columns if not pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c])]
+    if non_numeric:
+        raise NNSearchError(
+            f"Non-numeric feature columns in {file.name}: {', '.join(map(str, non_numeric))}; encode them as numbers "
+            "or leave them out with data.features=[...]."
+        )
+    raw_target = frame[target]
+    if raw_target.isna().any():
+        raise NNSearchError(f"Target column '{target}' has {int(raw_target.isna().sum())} missing values; drop those rows first.")
+    y_raw = raw_target.to_numpy()
+    if y_raw.dtype.kind not in "biuf":
+        y_raw = raw_target.astype(str).to_numpy(dtype=object)
+    kind = infer_task(y_raw, task)
+    y, classes = encode_target(y_raw, kind)
+    return Dataset(
+        name=file.stem,
+        X=frame[columns].to_numpy(dtype=np.float32),
+        y=y,
+        task=kind,
+        classes=classes,
+        feature_names=tuple(map(str, columns)),
+        scaler=scaler,
+        batch_size=batch_size,
+    )
+
+
+def load_npz(path: str, *, task: str = "auto", scaler: str = "standard", batch_size: int = 64) -> Dataset:
+    """Read ``X`` (samples first: tabular, images or sequences) and ``y`` from an .npz archive."""
+    file = _existing(path, "npz")
+    try:
+        archive = np.load(file, allow_pickle=False)
+    except (ValueError, OSError) as err:
+        raise NNSearchError(f"Cannot read {file} as .npz: {err}") from None
+    with archive:
+        absent = [k for k in ("X", "y") if k not in archive.files]
+        if absent:
+            raise NNSearchError(f"{file.name} lacks array(s) {', '.join(absent)}; it has: {', '.join(archive.files) or 'none'}.")
+        X, y_raw = archive["X"], archive["y"]
+    if X.ndim < 2:
+        raise NNSearchError(f"X in {file.name} must have samples first and at least 2 dimensions, got shape {X.shape}.")
+    if y_raw.ndim != 1:
+        raise NNSearchError(f"y in {file.name} must be one label or value per sample, got shape {y_raw.shape}.")
+    if X.dtype.kind not in "biuf":
+        raise NNSearchError(f"X in {file.name} must be numeric, got dtype {X.dtype}.")
+    kind = infer_task(y_raw, task)
+    y, classes = encode_target(y_raw, kind)
+    return Dataset(
+        name=file.stem, X=X.astype(np.float32), y=y, task=kind, classes=classes, scaler=scaler, batch_size=batch_size
+    )

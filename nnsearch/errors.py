@@ -1,0 +1,11 @@
+"""Errors a user can fix. The CLI prints them as one line and exits non-zero."""
+
+from __future__ import annotations
+
+
+class NNSearchError(Exception):
+    """A problem with the user's study, data or configuration, stated so that it can be fixed."""
+
+
+class TrialFailed(Exception):
+    """A single trial cannot produce a score (e.g. its loss became NaN); the study goes on."""

@@ -1,0 +1,1 @@
+"""Networks (plain ``nn.Module``s built from ``conf/model``) and the LightningModule that trains them."""

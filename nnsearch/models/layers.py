@@ -1,0 +1,37 @@
+"""Small building blocks shared by the networks."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from nnsearch.errors import NNSearchError
+
+ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "gelu": nn.GELU,
+    "tanh": nn.Tanh,
+    "silu": nn.SiLU,
+    "leaky_relu": nn.LeakyReLU,
+    "elu": nn.ELU,
+    "sigmoid": nn.Sigmoid,
+}
+
+
+def activation(name: str) -> nn.Module:
+    """A fresh activation module by name."""
+    try:
+        return ACTIVATIONS[name]()
+    except KeyError:
+        raise NNSearchError(f"Unknown activation '{name}'; choose one of {', '.join(ACTIVATIONS)}.") from None
+
+
+def check_positive(**values: float) -> None:
+    """Reject non-positive sizes with the offending name in the message."""
+    for name, value in values.items():
+        if value is None or value < 1:
+            raise NNSearchError(f"model.{name} must be at least 1, got {value}.")
+
+
+def check_dropout(p: float) -> None:
+    if not 0.0 <= p < 1.0:
+        raise NNSearchError(f"model.dropout must be in [0, 1), got {p}.")

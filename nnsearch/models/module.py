@@ -1,0 +1,121 @@
+"""The LightningModule that trains any network on a supervised task.
+
+It keeps per-epoch curves in ``history`` instead of Lightning's logger: nnsearch logs them to
+MLflow in one batch per trial, which costs a fraction of per-step logging.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nnsearch.data.dataset import Task
+from nnsearch.errors import TrialFailed
+from nnsearch.metrics import compute_metrics
+
+
+class SupervisedModule(L.LightningModule):
+    """Fits ``net`` for classification or regression and records train/val curves per epoch.
+
+    Args:
+        net: maps a batch of inputs to ``n_outputs`` values per sample.
+        task: sets the loss (BCE, cross entropy or MSE) and the metrics.
+        optimizer: ``params -> Optimizer`` (a partial from ``conf/optimizer``).
+        scheduler: ``optimizer -> LRScheduler`` or None.
+        n_classes: number of classes (classification).
+        epoch_metrics: metrics computed on the validation fold every epoch; the full set is
+            computed once, at the end of the fit, by :meth:`evaluate`.
+        target_scale: (mean, std) that standardized a regression target; metrics undo it.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        task: Task,
+        optimizer: Callable,
+        scheduler: Callable | None = None,
+        *,
+        n_classes: int = 0,
+        epoch_metrics: tuple[str, ...] = (),
+        target_scale: tuple[float, float] = (0.0, 1.0),
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.task = task
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.n_classes = n_classes
+        self.epoch_metrics = list(epoch_metrics)
+        self.target_scale = target_scale
+        self.history: list[dict[str, float]] = []
+        self._train_loss_sum = torch.zeros(())
+        self._train_rows = 0
+        self._val_outputs: list[torch.Tensor] = []
+        self._val_targets: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.net(x)
+        return out if self.task is Task.MULTICLASS else out.squeeze(-1)
+
+    def loss(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.task is Task.MULTICLASS:
+            return F.cross_entropy(outputs, y)
+        if self.task is Task.BINARY:
+            return F.binary_cross_entropy_with_logits(outputs, y.float())
+        return F.mse_loss(outputs, y)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        loss = self.loss(self(x), y)
+        self._train_loss_sum = self._train_loss_sum.to(loss.device) + loss.detach() * len(y)
+        self._train_rows += len(y)
+        return loss
+
+    def on_train_epoch_start(self) -> None:
+        self._train_loss_sum = torch.zeros((), device=self.device)
+        self._train_rows = 0
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        self._val_outputs.append(self(x).detach())
+        self._val_targets.append(y)
+
+    def on_validation_epoch_end(self) -> None:
+        outputs, target = torch.cat(self._val_outputs), torch.cat(self._val_targets)
+        self._val_outputs.clear()
+        self._val_targets.clear()
+        train_loss = (self._train_loss_sum / max(self._train_rows, 1)).item()
+        if not torch.isfinite(torch.tensor(train_loss)):
+            raise TrialFailed(f"training loss became {train_loss} in epoch {self.current_epoch}")
+        row = {"train/loss": train_loss, "val/loss": self.loss(outputs, target).item()}
+        row.update({f"val/{k}": v for k, v in self._metrics(outputs, target, self.epoch_metrics).items()})
+        self.history.append(row)
+        # EarlyStopping and ReduceLROnPlateau read these from the trainer
+        self.log_dict({k: v for k, v in row.items()}, prog_bar=False, logger=False)
+
+    def _metrics(self, outputs: torch.Tensor, target: torch.Tensor, names: list[str] | None) -> dict[str, float]:
+        if self.task is Task.REGRESSION:
+            mean, std = self.target_scale
+            outputs, target = outputs * std + mean, target * std + mean
+        return compute_metrics(self.task, outputs, target, self.n_classes, names)
+
+    @torch.no_grad()
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor, batch_size: int = 4096) -> dict[str, float]:
+        """Every metric of the task on ``(x, y)``, in the target's original units."""
+        self.eval()
+        outputs = torch.cat([self(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+        return self._metrics(outputs, y, None)
+
+    def configure_optimizers(self):  # noqa: ANN201 - Lightning's union of return types
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch", "monitor": "val/loss"},
+        }

@@ -1,0 +1,92 @@
+"""Creating, resuming and running the Optuna study; no model code lives here."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from nnsearch.errors import NNSearchError, TrialFailed
+
+log = logging.getLogger("nnsearch")
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def open_study(name: str, storage: Any, *, direction: str, sampler: Any, pruner: Any) -> optuna.Study:
+    """Create the study, or load it to resume; a resumed study must keep its direction."""
+    study = optuna.create_study(
+        study_name=name, storage=storage, sampler=sampler, pruner=pruner, direction=direction, load_if_exists=True
+    )
+    existing = study.direction.name.lower()
+    if existing != direction:
+        raise NNSearchError(
+            f"Study '{name}' already exists in this storage and is set to {existing}, not {direction}; "
+            "use another study.name or study.storage."
+        )
+    return study
+
+
+def n_finished(study: optuna.Study) -> int:
+    """Complete and pruned trials: what ``study.n_trials`` counts."""
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+class _FailureGuard:
+    """Stops the study after ``limit`` failed trials in a row: the config is broken, not unlucky."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.in_a_row, self.tripped = limit, 0, False
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        self.in_a_row = self.in_a_row + 1 if trial.state == TrialState.FAIL else 0
+        if self.limit and self.in_a_row >= self.limit:
+            self.tripped = True
+            study.stop()
+
+
+def run_trials(
+    study: optuna.Study,
+    objective: Any,
+    *,
+    n_trials: int,
+    timeout: float | None = None,
+    max_failed_trials: int = 10,
+) -> str:
+    """Run until the study holds ``n_trials`` finished trials; returns why it stopped.
+
+    Failed trials do not count towards ``n_trials``; they are retried with new parameters until
+    ``max_failed_trials`` fail in a row. Other processes may work on the same study meanwhile:
+    ``MaxTrialsCallback`` stops every one of them at the shared total.
+    """
+    from optuna.study import MaxTrialsCallback
+
+    guard = _FailureGuard(max_failed_trials)
+    deadline = time.monotonic() + timeout if timeout else None
+    callbacks = [MaxTrialsCallback(n_trials, states=FINISHED), guard]
+    while True:
+        remaining = n_trials - n_finished(study)
+        if remaining <= 0:
+            return "done"
+        if _grid_exhausted(study):
+            return "grid exhausted"
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            return "timeout"
+        study.optimize(objective, n_trials=remaining, timeout=left, catch=(TrialFailed,), callbacks=callbacks, gc_after_trial=False)
+        if guard.tripped:
+            return f"{guard.in_a_row} trials failed in a row"
+
+
+def _grid_exhausted(study: optuna.Study) -> bool:
+    sampler = study.sampler
+    return isinstance(sampler, optuna.samplers.GridSampler) and sampler.is_exhausted(study)
+
+
+def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    try:
+        return study.best_trial
+    except ValueError:
+        return None
