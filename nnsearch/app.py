@@ -79,7 +79,7 @@ def _smoke_test(cfg: DictConfig, data: Any, folds: Any) -> None:
     """Build the base model and pass two rows through it, so a shape mismatch fails before trial 0."""
     import torch
 
-    from nnsearch.training import build_module
+    from nnsearch.models.build import build_module
 
     fold = folds.get(0)
     module = build_module(cfg, data, fold, [])

@@ -15,7 +15,7 @@ from nnsearch.data.dataset import Dataset
 from nnsearch.errors import NNSearchError, TrialFailed
 from nnsearch.search_space import SearchSpace
 from nnsearch.tracking import TRIAL_RUN_ATTR, Tracker
-from nnsearch.training import FoldResult, fit_fold
+from nnsearch.training import FoldResult, fit_folds
 
 log = logging.getLogger("nnsearch")
 
@@ -63,19 +63,7 @@ class Objective:
         results: list[FoldResult] = []
         state, reason, objective = "COMPLETE", "", None
         try:
-            for k in range(len(self.folds)):
-                result = FoldResult(k)
-                results.append(result)
-                fit_fold(
-                    trial_cfg,
-                    self.data,
-                    self.folds.get(k, trial_cfg.data.get("scaler")),
-                    seed=seed * 1000 + k,
-                    epoch_metrics=self.epoch_metrics,
-                    trial=trial,
-                    monitor=self.monitor,
-                    result=result,
-                )
+            fit_folds(trial_cfg, self.data, self.folds, seed=seed, epoch_metrics=self.epoch_metrics, trial=trial, monitor=self.monitor, results=results)
             cv = summarize_folds(results)
             objective = cv[f"cv/{self.metric}"]
             if not math.isfinite(objective):

@@ -19,10 +19,10 @@ import torch
 from omegaconf import DictConfig
 
 from nnsearch.batches import TensorBatches
-from nnsearch.building import build_network, optional_partial
-from nnsearch.cv import Fold
+from nnsearch.cv import Fold, FoldCache
 from nnsearch.data.dataset import Dataset
 from nnsearch.errors import TrialFailed
+from nnsearch.models.build import build_module
 from nnsearch.models.module import SupervisedModule
 
 VAL_BATCH = 4096
@@ -97,18 +97,6 @@ def make_trainer(cfg: DictConfig, callbacks: list[L.Callback]) -> L.Trainer:
     )
 
 
-def build_module(cfg: DictConfig, data: Dataset, fold: Fold, epoch_metrics: list[str]) -> SupervisedModule:
-    return SupervisedModule(
-        build_network(cfg, data.input_shape, data.n_outputs),
-        data.task,
-        optional_partial("optimizer", cfg.optimizer),
-        optional_partial("scheduler", cfg.get("scheduler")),
-        n_classes=len(data.classes),
-        epoch_metrics=tuple(epoch_metrics),
-        target_scale=fold.target_scale,
-    )
-
-
 def fit_fold(
     cfg: DictConfig,
     data: Dataset,
@@ -149,3 +137,34 @@ def fit_fold(
         raise TrialFailed("no epoch was trained (is trainer.max_epochs at least 1?)")
     result.metrics = module.to(device).evaluate(fold.x_val.to(device), fold.y_val_scaled.to(device))
     return result
+
+
+def fit_folds(
+    cfg: DictConfig,
+    data: Dataset,
+    folds: FoldCache,
+    *,
+    seed: int,
+    epoch_metrics: list[str],
+    trial: Any | None = None,
+    monitor: str | None = None,
+    results: list[FoldResult],
+) -> list[FoldResult]:
+    """Cross-validate one configuration: a fresh model per fold, seeded ``seed * 1000 + fold``.
+
+    ``results`` is filled as folds run, so a pruned or failed trial keeps the curves it produced.
+    """
+    for k in range(len(folds)):
+        result = FoldResult(k)
+        results.append(result)
+        fit_fold(
+            cfg,
+            data,
+            folds.get(k, cfg.data.get("scaler")),
+            seed=seed * 1000 + k,
+            epoch_metrics=epoch_metrics,
+            trial=trial,
+            monitor=monitor,
+            result=result,
+        )
+    return results
