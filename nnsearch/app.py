@@ -71,8 +71,18 @@ def optuna_logging_to_warnings() -> None:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("optuna.study._optimize").addFilter(_no_traceback_for_failed_trials)
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def _no_traceback_for_failed_trials(record: logging.LogRecord) -> bool:
+    """A trial that fails for a stated reason (NaN loss, invalid sampled combination, Ctrl-C) needs no traceback."""
+    from nnsearch.errors import TrialFailed
+
+    if record.exc_info and isinstance(record.exc_info[1], (TrialFailed, KeyboardInterrupt)):
+        record.exc_info, record.exc_text = None, None
+    return True
 
 
 def _smoke_test(cfg: DictConfig, data: Any, folds: Any) -> None:
@@ -93,6 +103,7 @@ def _smoke_test(cfg: DictConfig, data: Any, folds: Any) -> None:
 
 def run_study(cfg: DictConfig) -> Any:
     """Validate, run the study to ``study.n_trials`` finished trials, summarize; returns the study."""
+    from nnsearch.interrupt import Interruption
     from nnsearch.objective import Objective, type_name
     from nnsearch.storage import open_storage, redact
     from nnsearch.study import n_finished, open_study, run_trials
@@ -123,9 +134,18 @@ def run_study(cfg: DictConfig) -> Any:
     _, resumed = tracker.open_parent(study, params, tags)
     if resumed:
         log.info("resuming: reattached to MLflow parent run %s", tracker.parent_run_id)
-    objective = Objective(cfg, p["data"], p["space"], p["folds"], tracker, metric=p["metric"], epoch_metrics=p["epoch_metrics"])
+    interruption = Interruption()
+    objective = Objective(cfg, p["data"], p["space"], p["folds"], tracker, metric=p["metric"], epoch_metrics=p["epoch_metrics"], interruption=interruption)
     try:
-        reason = run_trials(study, objective, n_trials=cfg.study.n_trials, timeout=cfg.study.timeout, max_failed_trials=cfg.study.max_failed_trials)
+        with interruption:
+            reason = run_trials(
+                study,
+                objective,
+                n_trials=cfg.study.n_trials,
+                timeout=cfg.study.timeout,
+                max_failed_trials=cfg.study.max_failed_trials,
+                interruption=interruption,
+            )
     except KeyboardInterrupt:
         tracker.close_parent("KILLED", tags={"state": "interrupted"})
         log.info("interrupted after %d/%d finished trials", n_finished(study), cfg.study.n_trials)

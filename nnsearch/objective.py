@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from nnsearch.cv import FoldCache
 from nnsearch.data.dataset import Dataset
 from nnsearch.errors import NNSearchError, TrialFailed
+from nnsearch.interrupt import Interruption
 from nnsearch.search_space import SearchSpace
 from nnsearch.tracking import TRIAL_RUN_ATTR, Tracker
 from nnsearch.training import FoldResult, fit_folds
@@ -47,11 +48,13 @@ class Objective:
         *,
         metric: str,
         epoch_metrics: list[str],
+        interruption: Interruption | None = None,
     ) -> None:
         self.cfg, self.data, self.space, self.folds, self.tracker = cfg, data, space, folds, tracker
         self.metric = metric
         self.epoch_metrics = epoch_metrics
         self.monitor = f"val/{metric}"
+        self.interruption = interruption or Interruption()
 
     def __call__(self, trial: Any) -> float:
         import optuna
@@ -63,7 +66,8 @@ class Objective:
         results: list[FoldResult] = []
         state, reason, objective = "COMPLETE", "", None
         try:
-            fit_folds(trial_cfg, self.data, self.folds, seed=seed, epoch_metrics=self.epoch_metrics, trial=trial, monitor=self.monitor, results=results)
+            with self.interruption.trial():
+                fit_folds(trial_cfg, self.data, self.folds, seed=seed, epoch_metrics=self.epoch_metrics, trial=trial, monitor=self.monitor, results=results)
             cv = summarize_folds(results)
             objective = cv[f"cv/{self.metric}"]
             if not math.isfinite(objective):
@@ -79,6 +83,9 @@ class Objective:
             state, reason = "FAIL", str(err)
             trial.set_user_attr("fail_reason", reason)
             raise TrialFailed(f"trial {trial.number} failed: {reason}") from None
+        except KeyboardInterrupt:
+            state, reason = "KILLED", "interrupted (Ctrl-C)"
+            raise
         except BaseException as err:
             state, reason = "FAIL", f"{type(err).__name__}: {err}"
             raise

@@ -27,8 +27,13 @@ def output_dir() -> Path:
         return path
 
 
-def best_config(cfg: DictConfig, params: dict[str, Any]) -> DictConfig:
-    """The study's config with the best trial's values applied: one trial, no search left."""
+def best_config(cfg: DictConfig, params: dict[str, Any], number: int = 0) -> DictConfig:
+    """The study's config with the best trial's values applied: one trial, no search left.
+
+    Trial N trains with torch seed ``seed + N``; the export's ``seed`` is set to that value (after
+    every interpolation of the original seed, such as ``cv.seed``, is resolved) so that its single
+    trial 0 repeats the best trial exactly.
+    """
     best = SearchSpace.apply(cfg, params)
     OmegaConf.update(best, "search_space", {}, merge=False)
     OmegaConf.update(best, "study.name", f"{cfg.study.name}-best", merge=False)
@@ -37,6 +42,7 @@ def best_config(cfg: DictConfig, params: dict[str, Any]) -> DictConfig:
     if best.study.storage:
         OmegaConf.update(best, "study.storage", redact(best.study.storage), merge=False)
     resolved = OmegaConf.create(OmegaConf.to_container(best, resolve=True))
+    resolved.seed = int(cfg.seed) + number
     return resolved
 
 
@@ -69,7 +75,7 @@ def finish(cfg: DictConfig, study: Any, tracker: Any, p: dict[str, Any], *, reas
                 lines.append(f"  {key[3:]:<10} {value:.4f} ± {std:.4f}")
                 metrics[f"best/{key[3:]}"] = value
                 metrics[f"best/{key[3:]}_std"] = std
-        exported = best_config(cfg, best.params)
+        exported = best_config(cfg, best.params, best.number)
         path = output_dir() / "best_config.yaml"
         text = OmegaConf.to_yaml(exported)
         path.write_text(text)

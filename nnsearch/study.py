@@ -54,6 +54,7 @@ def run_trials(
     n_trials: int,
     timeout: float | None = None,
     max_failed_trials: int = 10,
+    interruption: Any = None,
 ) -> str:
     """Run until the study holds ``n_trials`` finished trials; returns why it stopped.
 
@@ -66,6 +67,8 @@ def run_trials(
     guard = _FailureGuard(max_failed_trials)
     deadline = time.monotonic() + timeout if timeout else None
     callbacks = [MaxTrialsCallback(n_trials, states=FINISHED), guard]
+    if interruption is not None:
+        callbacks.append(interruption.stop_study_if_requested)
     while True:
         remaining = n_trials - n_finished(study)
         if remaining <= 0:
@@ -76,6 +79,8 @@ def run_trials(
         if left is not None and left <= 0:
             return "timeout"
         study.optimize(objective, n_trials=remaining, timeout=left, catch=(TrialFailed,), callbacks=callbacks, gc_after_trial=False)
+        if interruption is not None:
+            interruption.raise_if_requested()
         if guard.tripped:
             return f"{guard.in_a_row} trials failed in a row"
 

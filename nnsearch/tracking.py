@@ -127,7 +127,8 @@ class Tracker:
         if objective is not None and self.parent_run_id:
             name, value = objective
             self.client.log_metric(self.parent_run_id, f"trials/{name}", value, timestamp=end_ms, step=number)
-        self.client.set_terminated(run_id, "FAILED" if state == "FAIL" else "FINISHED", end_time=end_ms)
+        status = {"FAIL": "FAILED", "KILLED": "KILLED"}.get(state, "FINISHED")
+        self.client.set_terminated(run_id, status, end_time=end_ms)
         return run_id
 
     def close_parent(
