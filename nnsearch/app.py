@@ -22,7 +22,12 @@ log = logging.getLogger("nnsearch")
 def run_study_cli(cfg: DictConfig) -> int:
     """Run the study; a user-fixable problem becomes one line on stderr and exit code 2."""
     try:
-        run_study(cfg)
+        if cfg.get("command", "run") == "run":
+            run_study(cfg)
+        else:
+            from nnsearch.commands import run_command
+
+            run_command(cfg)
     except NNSearchError as err:
         print(f"nnsearch: error: {err}", file=sys.stderr)
         return 2
@@ -33,11 +38,15 @@ def run_study_cli(cfg: DictConfig) -> int:
 
 
 def _prepare(cfg: DictConfig) -> dict[str, Any]:
-    """Everything derived from the config, checked; nothing written yet."""
+    """Everything derived from the config, checked; nothing written yet.
+
+    ``data`` is the development set that cross-validation splits; ``test`` the held-out rows
+    (``cv.test_size``) that no trial sees, or None.
+    """
     import torch
 
     from nnsearch.building import build, build_pruner, build_sampler
-    from nnsearch.cv import FoldCache, make_splits
+    from nnsearch.cv import FoldCache, holdout_split, make_splits
     from nnsearch.metrics import resolve_objective
     from nnsearch.search_space import SearchSpace
     from nnsearch.training import quiet_lightning
@@ -56,6 +65,7 @@ def _prepare(cfg: DictConfig) -> dict[str, Any]:
     metric = cfg.study.metric
     direction = resolve_objective(metric, cfg.study.direction, data.task)
     space = SearchSpace.from_config(cfg.get("search_space"), cfg)
+    data, test = holdout_split(data, test_size=cfg.cv.get("test_size", 0.0), seed=cfg.cv.seed, stratified=cfg.cv.stratified)
     splits = make_splits(data, folds=cfg.cv.folds, seed=cfg.cv.seed, shuffle=cfg.cv.shuffle, stratified=cfg.cv.stratified)
     folds = FoldCache(data, splits)
     _smoke_test(cfg, data, folds)
@@ -63,7 +73,7 @@ def _prepare(cfg: DictConfig) -> dict[str, Any]:
     sampler = build_sampler(cfg, grid)
     pruner = build_pruner(cfg)
     epoch_metrics = list(cfg.tracking.get("epoch_metrics") or [metric])
-    return dict(data=data, metric=metric, direction=direction, space=space, folds=folds, sampler=sampler, pruner=pruner, epoch_metrics=epoch_metrics)
+    return dict(data=data, test=test, metric=metric, direction=direction, space=space, folds=folds, sampler=sampler, pruner=pruner, epoch_metrics=epoch_metrics)
 
 
 def optuna_logging_to_warnings() -> None:

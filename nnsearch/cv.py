@@ -55,6 +55,38 @@ def make_splits(data: Dataset, *, folds: int, seed: int, shuffle: bool = True, s
     return [(tr, va) for tr, va in splitter.split(np.zeros(len(data.y)), data.y)]
 
 
+def holdout_split(data: Dataset, *, test_size: float, seed: int, stratified: bool = True) -> tuple[Dataset, Dataset | None]:
+    """Set aside a test split that no trial sees: (development set for CV, test set or None).
+
+    The test rows are chosen before any fold exists, stratified for classification, and depend
+    only on ``seed``; the best configuration is scored on them once, after the search.
+    """
+    from dataclasses import replace
+
+    from sklearn.model_selection import train_test_split
+
+    if not test_size:
+        return data, None
+    if not 0.0 < test_size < 1.0:
+        raise NNSearchError(f"cv.test_size must be a fraction in (0, 1) or 0 for none, got {test_size!r}.")
+    stratify = data.y if stratified and data.task.is_classification else None
+    if stratify is not None:
+        counts = np.bincount(data.y, minlength=len(data.classes))
+        if counts.min() < 2:
+            label = data.classes[int(counts.argmin())]
+            raise NNSearchError(
+                f"Class '{label}' of '{data.name}' has {int(counts.min())} sample(s): too few to hold out a test split; "
+                "set cv.test_size=0 or collect more samples."
+            )
+    try:
+        dev_idx, test_idx = train_test_split(np.arange(len(data.y)), test_size=test_size, random_state=seed, stratify=stratify)
+    except ValueError as err:
+        raise NNSearchError(f"cv.test_size={test_size} cannot split '{data.name}': {err}") from None
+    dev_idx, test_idx = np.sort(dev_idx), np.sort(test_idx)
+    pick = lambda idx: replace(data, X=data.X[idx], y=data.y[idx], extra={**data.extra, "rows": idx})  # noqa: E731
+    return pick(dev_idx), pick(test_idx)
+
+
 def fit_scaler(kind: str, x_train: np.ndarray):
     """A scikit-learn scaler fitted on training rows only, or None for ``none``."""
     from sklearn.preprocessing import MinMaxScaler, StandardScaler

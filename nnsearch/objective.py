@@ -113,7 +113,7 @@ class Objective:
                 cv={**cv, "epochs": float(sum(r.epochs for r in results)), "train_time_s": time.time() - start},
                 tags=tags,
                 start_ms=int(start * 1000),
-                objective=(self.metric, objective) if objective is not None else None,
+                objectives={self.metric: objective} if objective is not None else None,
                 config_yaml=OmegaConf.to_yaml(trial_cfg, resolve=True) if self.cfg.tracking.log_config else None,
             )
             trial.set_user_attr(TRIAL_RUN_ATTR, run_id)

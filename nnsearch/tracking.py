@@ -10,7 +10,8 @@ Metric names, the same in every trial so MLflow's compare view lines them up:
 - ``val/loss``, ``val/{metric}``: the mean over folds per epoch
 - ``fold{k}/{metric}``: every metric at the end of fold k
 - ``cv/{metric}`` and ``cv/{metric}_std``: mean and standard deviation over folds
-- on the parent run, ``trials/{objective}`` per trial (step = trial number) and ``best/{metric}``
+- on the parent run, ``trials/{objective}`` per trial (step = trial number; one curve per objective
+  of a multi-objective study) and ``best/{metric}``
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ class Tracker:
         cv: Mapping[str, float],
         tags: Mapping[str, str],
         start_ms: int,
-        objective: tuple[str, float] | None = None,
+        objectives: Mapping[str, float] | None = None,
         config_yaml: str | None = None,
     ) -> str:
         """Create the trial's child run with everything it produced, then close it."""
@@ -124,9 +125,10 @@ class Tracker:
         )
         if config_yaml is not None:
             self.client.log_text(run_id, config_yaml, "config.yaml")
-        if objective is not None and self.parent_run_id:
-            name, value = objective
-            self.client.log_metric(self.parent_run_id, f"trials/{name}", value, timestamp=end_ms, step=number)
+        if objectives and self.parent_run_id:
+            self.client.log_batch(
+                self.parent_run_id, metrics=[Metric(f"trials/{k}", float(v), end_ms, number) for k, v in objectives.items()]
+            )
         status = {"FAIL": "FAILED", "KILLED": "KILLED"}.get(state, "FINISHED")
         self.client.set_terminated(run_id, status, end_time=end_ms)
         return run_id

@@ -69,7 +69,7 @@ def test_bad_csv_files(run_in_process, tmp_path, overrides, make_csv, message):
         (["+study=digits_mlp", "+sampler.bogus=1"], "sampler: cannot build optuna.samplers.TPESampler"),
         (["+study=digits_mlp", "+pruner.bogus=1"], "pruner: cannot build optuna.pruners.MedianPruner"),
         (["+study=digits_mlp", "model.activation=swish"], "Unknown activation 'swish'"),
-        (["data=iris", "cv.folds=60"], "has 50 sample\\(s\\), fewer than cv.folds=60"),
+        (["data=iris", "cv.folds=60"], "has 40 sample\\(s\\), fewer than cv.folds=60"),
         (["data=digits", "model=cnn"], "model=cnn needs image data"),
         (["+study=digits_mlp", "study.n_trials=0"], "study.n_trials must be a positive integer"),
         (["+study=digits_mlp", "sampler=grid"], "sampler=grid cannot enumerate the log-scaled search_space.model.hidden_dim"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nnsearch.cv import FoldCache, make_splits, prepare_fold
+from nnsearch.cv import FoldCache, holdout_split, make_splits, prepare_fold
 from nnsearch.data.dataset import Dataset, Task
 from nnsearch.errors import NNSearchError
 
@@ -60,3 +60,24 @@ def test_prepared_folds_are_reused_across_trials():
     cache = FoldCache(data, make_splits(data, folds=3, seed=0))
     assert cache.get(1) is cache.get(1)
     assert cache.get(1, "minmax") is not cache.get(1)
+
+
+def test_held_out_test_rows_are_disjoint_from_every_fold():
+    from nnsearch.data.bundled import load_bundled
+
+    data = load_bundled("wine")
+    dev, test = holdout_split(data, test_size=0.2, seed=3)
+    dev_rows, test_rows = dev.extra["rows"], test.extra["rows"]
+    assert len(test_rows) == round(0.2 * len(data.y)) or abs(len(test_rows) - 0.2 * len(data.y)) < 1
+    assert not set(dev_rows) & set(test_rows) and len(dev_rows) + len(test_rows) == len(data.y)
+    for train_idx, val_idx in make_splits(dev, folds=5, seed=3):
+        # fold indices address the development set; map them back to rows of the full data set
+        assert not set(dev_rows[train_idx]) & set(test_rows)
+        assert not set(dev_rows[val_idx]) & set(test_rows)
+    assert np.bincount(test.y).tolist() == np.bincount(holdout_split(data, test_size=0.2, seed=3)[1].y).tolist()
+
+
+def test_no_holdout_when_test_size_is_zero():
+    data = _data()
+    dev, test = holdout_split(data, test_size=0.0, seed=0)
+    assert dev is data and test is None
