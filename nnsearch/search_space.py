@@ -9,6 +9,27 @@ Each entry is ``dotted.config.path: {type: float|int|categorical, ...}``::
 
 The parameter's name in Optuna and MLflow is its path; a trial's values are written into a copy
 of the composed config before any model is built.
+
+**A config group as a choice.** ``model``, ``optimizer`` and ``scheduler`` may themselves be
+categorical: each choice names a file of that group (``conf/model/lstm.yaml``), and a trial's
+node is replaced by that file before its other values are written. **Conditions.** Any entry may
+carry ``when: {NAME: value}`` (or a list of values; several names must all hold), where NAME is
+a categorical parameter of the space; the entry is sampled, applied and logged only in trials
+where the condition holds. Together they give a conditional space, as in small-scale neural
+architecture search::
+
+    search_space:
+      model: {type: categorical, choices: [mlp, cnn, lstm, transformer]}
+      model.hidden_dim: {type: int, low: 32, high: 256, log: true, when: {model: [mlp, lstm]}}
+      model.n_blocks: {type: int, low: 1, high: 3, when: {model: cnn}}
+      model.d_model: {type: categorical, choices: [32, 64], when: {model: transformer}}
+      optimizer.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
+
+Group choices are sampled first, then the other entries in file order; a condition may name a
+group choice or an entry above it. A path under a chosen group (``model.d_model``) must exist in
+every file its conditions allow, which is checked before any trial. Each choice's file is used
+as shipped: the study's own ``model.*`` values belong to its base model only. A conditional
+space cannot be enumerated by ``sampler=grid``.
 """
 
 from __future__ import annotations
@@ -17,6 +38,7 @@ import difflib
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -25,11 +47,13 @@ from nnsearch.errors import NNSearchError
 
 TYPES = ("float", "int", "categorical")
 _KEYS = {
-    "float": {"type", "low", "high", "log", "step", "values"},
-    "int": {"type", "low", "high", "log", "step"},
-    "categorical": {"type", "choices"},
+    "float": {"type", "low", "high", "log", "step", "values", "when"},
+    "int": {"type", "low", "high", "log", "step", "when"},
+    "categorical": {"type", "choices", "when"},
 }
 _MISSING = object()
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+GROUP_CHOICES = ("model", "optimizer", "scheduler")  # groups a trial may swap; data, cv, ... are fixed per study
 
 
 @dataclass(frozen=True)
@@ -39,6 +63,16 @@ class Parameter:
     path: str
     distribution: Any  # optuna.distributions.BaseDistribution
     grid_values: tuple | None = None  # explicit float grid (`values:`), else derived from the distribution
+    when: tuple[tuple[str, tuple], ...] = ()  # (parameter, allowed values): all must hold
+
+    @property
+    def is_group(self) -> bool:
+        """The parameter picks a config group's file (``model: lstm``) rather than a value."""
+        return self.path in GROUP_CHOICES
+
+    def active(self, values: Mapping[str, Any]) -> bool:
+        """Whether the condition holds for the values sampled so far (an unsampled name fails it)."""
+        return all(name in values and values[name] in allowed for name, allowed in self.when)
 
     def suggest(self, trial: Any) -> Any:
         from optuna.distributions import CategoricalDistribution, IntDistribution
@@ -57,6 +91,10 @@ class SearchSpace:
     def __init__(self, parameters: list[Parameter]) -> None:
         self.parameters = parameters
 
+    @property
+    def is_conditional(self) -> bool:
+        return any(p.when for p in self.parameters)
+
     @classmethod
     def from_config(cls, spec: Mapping | None, config: DictConfig) -> SearchSpace:
         """Validate every entry against Optuna's rules and against the paths that exist in ``config``."""
@@ -65,20 +103,31 @@ class SearchSpace:
         if not isinstance(spec, Mapping) and not OmegaConf.is_dict(spec):
             raise NNSearchError(f"search_space must be a mapping of config paths to specs, got {type(spec).__name__}.")
         container = OmegaConf.to_container(spec, resolve=True) if OmegaConf.is_config(spec) else dict(spec)
-        return cls([_parse(path, entry, config) for path, entry in container.items()])
+        # group choices first: the files they load decide which paths exist below them
+        ordered = sorted(container.items(), key=lambda item: item[0] not in GROUP_CHOICES)
+        parameters: list[Parameter] = []
+        for path, entry in ordered:
+            parameters.append(_parse(path, entry, config, parameters))
+        return cls(parameters)
 
     def __len__(self) -> int:
         return len(self.parameters)
 
     def suggest(self, trial: Any) -> dict[str, Any]:
-        """Draw every parameter for ``trial``; returns path -> value."""
-        return {p.path: p.suggest(trial) for p in self.parameters}
+        """Draw every parameter whose condition holds for ``trial``; returns path -> value."""
+        values: dict[str, Any] = {}
+        for p in self.parameters:
+            if p.active(values):
+                values[p.path] = p.suggest(trial)
+        return values
 
     @staticmethod
     def apply(config: DictConfig, values: Mapping[str, Any]) -> DictConfig:
-        """A copy of ``config`` with each dotted path set to its sampled value."""
+        """A copy of ``config`` with each chosen group file loaded, then each dotted path set."""
         trial_config = config.copy()
-        for path, value in values.items():
+        for path, value in sorted(values.items(), key=lambda item: item[0] not in GROUP_CHOICES):
+            if path in GROUP_CHOICES:
+                value = load_option(path, value)
             OmegaConf.update(trial_config, path, value, merge=False)
         return trial_config
 
@@ -86,6 +135,12 @@ class SearchSpace:
         """The search space as the grid sampler's ``{name: [values]}``; every parameter must be discrete."""
         from optuna.distributions import CategoricalDistribution, FloatDistribution
 
+        if self.is_conditional:
+            conditional = next(p.path for p in self.parameters if p.when)
+            raise NNSearchError(
+                f"sampler=grid cannot enumerate a conditional search space (search_space.{conditional} has `when`); "
+                "use sampler=tpe or sampler=random."
+            )
         grid: dict[str, list] = {}
         for p in self.parameters:
             d = p.distribution
@@ -111,7 +166,91 @@ class SearchSpace:
         return len(list(itertools.product(*self.grid().values()))) if self.parameters else 1
 
 
-def _parse(path: str, entry: Any, config: DictConfig) -> Parameter:
+def load_option(group: str, name: Any) -> DictConfig:
+    """The content of ``conf/{group}/{name}.yaml``; an unknown name lists the files there."""
+    file = CONF_DIR / group / f"{name}.yaml"
+    if not isinstance(name, str) or not file.is_file():
+        raise NNSearchError(f"search_space.{group}: no option '{name}' in conf/{group}; choose from {', '.join(group_options(group))}.")
+    node = OmegaConf.load(file)
+    return node if node is not None else OmegaConf.create({})
+
+
+def group_options(group: str) -> list[str]:
+    return sorted(f.stem for f in (CONF_DIR / group).glob("*.yaml"))
+
+
+def _parse(path: str, entry: Any, config: DictConfig, earlier: list[Parameter]) -> Parameter:
+    from optuna.distributions import CategoricalDistribution
+
+    param = _parse_distribution(path, entry)
+    if isinstance(entry, Mapping) and "when" in entry:
+        param = Parameter(param.path, param.distribution, param.grid_values, _parse_when(path, entry["when"], earlier))
+    if param.is_group:
+        if not isinstance(param.distribution, CategoricalDistribution):
+            raise NNSearchError(f"search_space.{path} picks a file of conf/{path}: it must be `type: categorical`.")
+        for choice in param.distribution.choices:
+            load_option(path, choice)
+    else:
+        _check_path_in_choices(param, config, earlier)
+    return param
+
+
+def _parse_when(path: str, when: Any, earlier: list[Parameter]) -> tuple[tuple[str, tuple], ...]:
+    from optuna.distributions import CategoricalDistribution
+
+    where = f"search_space.{path}.when"
+    if not isinstance(when, Mapping) or not when:
+        raise NNSearchError(f"{where} must map a categorical parameter to its value(s), like {{model: lstm}}; got {when!r}.")
+    known = {p.path: p for p in earlier if isinstance(p.distribution, CategoricalDistribution)}
+    conditions = []
+    for name, allowed in when.items():
+        if name not in known:
+            choices = ", ".join(known) or "none declared above it"
+            raise NNSearchError(f"{where}: '{name}' is not a categorical parameter declared above it (have: {choices}).")
+        allowed = tuple(allowed) if isinstance(allowed, (list, tuple)) else (allowed,)
+        valid = known[name].distribution.choices
+        bad = [v for v in allowed if v not in valid]
+        if not allowed:
+            raise NNSearchError(f"{where}: {name} needs at least one value; choose from {', '.join(map(str, valid))}.")
+        if bad:
+            raise NNSearchError(f"{where}: {name}={', '.join(map(str, bad))} is not among its choices {', '.join(map(str, valid))}.")
+        conditions.append((name, allowed))
+    return tuple(conditions)
+
+
+def _check_path_in_choices(param: Parameter, config: DictConfig, earlier: list[Parameter]) -> None:
+    """A path under a chosen group must exist in every file the parameter can be sampled with."""
+    group = next((p for p in earlier if p.is_group and param.path.startswith(f"{p.path}.")), None)
+    if group is None:
+        _check_path(param.path, config)
+        if OmegaConf.is_dict(OmegaConf.select(config, param.path)):
+            raise NNSearchError(
+                f"search_space.{param.path} is a config node, not a value; "
+                f"of the groups only {', '.join(GROUP_CHOICES)} can be chosen per trial."
+            )
+        return
+    key = param.path[len(group.path) + 1 :]
+    having = [c for c in group.distribution.choices if OmegaConf.select(load_option(group.path, c), key, default=_MISSING) is not _MISSING]
+    lacking = [c for c in _possible(group, param, earlier) if c not in having]
+    if lacking:
+        hint = f"; add `when: {{{group.path}: [{', '.join(map(str, having))}]}}`" if having else ""
+        raise NNSearchError(f"search_space.{param.path}: no such value in conf/{group.path}/{lacking[0]}.yaml{hint}.")
+
+
+def _possible(group: Parameter, param: Parameter, earlier: list[Parameter]) -> tuple:
+    """The choices of ``group`` under which ``param`` can be sampled, following conditions on
+    conditional parameters (``model.bidirectional`` when ``model.cell`` when ``model: lstm``)."""
+    possible = set(group.distribution.choices)
+    for name, allowed in param.when:
+        if name == group.path:
+            possible &= set(allowed)
+        else:
+            parent = next(p for p in earlier if p.path == name)
+            possible &= set(_possible(group, parent, earlier))
+    return tuple(c for c in group.distribution.choices if c in possible)
+
+
+def _parse_distribution(path: str, entry: Any) -> Parameter:
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
     where = f"search_space.{path}"
@@ -123,7 +262,6 @@ def _parse(path: str, entry: Any, config: DictConfig) -> Parameter:
     unknown = set(entry) - _KEYS[kind]
     if unknown:
         raise NNSearchError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} for type {kind}; allowed: {', '.join(sorted(_KEYS[kind]))}.")
-    _check_path(path, config)
     try:
         if kind == "categorical":
             choices = entry.get("choices")

@@ -14,21 +14,30 @@ def load_bundled(
     name: str,
     *,
     as_image: bool = False,
+    as_sequence: bool = False,
     task: str = "auto",
     scaler: str = "standard",
     batch_size: int = 64,
 ) -> Dataset:
-    """Load a bundled data set; ``as_image`` gives digits as 1x8x8 images for CNNs."""
+    """Load a bundled data set.
+
+    ``as_image`` gives digits as 1x8x8 images for CNNs; ``as_sequence`` gives them as sequences
+    of 8 steps (the image rows, top to bottom) of 8 features (the pixels of a row) for recurrent
+    and Transformer models.
+    """
     from sklearn import datasets
 
     if name not in BUNDLED:
         raise NNSearchError(f"Unknown bundled data set '{name}'; choose one of {', '.join(BUNDLED)}.")
     bunch = getattr(datasets, f"load_{name}")()
     X = np.asarray(bunch.data, dtype=np.float32)
-    if as_image:
+    if as_image and as_sequence:
+        raise NNSearchError("data.as_image and data.as_sequence exclude each other; set one of them.")
+    if as_image or as_sequence:
         if name != "digits":
-            raise NNSearchError(f"data.as_image is only available for digits, not '{name}'.")
-        X = X.reshape(-1, 1, 8, 8)
+            option = "as_image" if as_image else "as_sequence"
+            raise NNSearchError(f"data.{option} is only available for digits, not '{name}'.")
+        X = X.reshape(-1, 1, 8, 8) if as_image else X.reshape(-1, 8, 8)
     kind = infer_task(np.asarray(bunch.target), task)
     y, classes = encode_target(np.asarray(bunch.target), kind)
     if kind.is_classification and hasattr(bunch, "target_names"):

@@ -11,15 +11,31 @@ from nnsearch.errors import NNSearchError
 
 
 class Task(str, enum.Enum):
-    """What is predicted; it sets the model's head, the loss and the metrics."""
+    """What is learned; it sets the LightningModule family, the loss and the metrics.
+
+    ``binary``, ``multiclass`` and ``regression`` predict ``y``. The unsupervised kinds learn the
+    features themselves: ``reconstruction`` (autoencoders, scored by reconstruction error),
+    ``anomaly`` (autoencoders; ``y`` marks anomalies with 1 and is used for ROC AUC and to train on
+    normal rows only) and ``generation`` (GANs, scored by comparing generated rows with held-out
+    real ones). Their ``y`` holds class indices too, so that folds are stratified by them.
+    """
 
     BINARY = "binary"
     MULTICLASS = "multiclass"
     REGRESSION = "regression"
+    RECONSTRUCTION = "reconstruction"
+    ANOMALY = "anomaly"
+    GENERATION = "generation"
 
     @property
     def is_classification(self) -> bool:
+        """``y`` holds class indices (so folds are stratified); true for every kind but regression."""
         return self is not Task.REGRESSION
+
+    @property
+    def is_supervised(self) -> bool:
+        """A model predicts ``y`` from the features (rather than modelling the features)."""
+        return self in (Task.BINARY, Task.MULTICLASS, Task.REGRESSION)
 
 
 TASK_CHOICES = ("auto", *(t.value for t in Task))
@@ -58,7 +74,7 @@ class Dataset:
                 f"Data '{self.name}' has {len(bad)} NaN/infinite feature values (first at row {row}, "
                 f"column '{where}'); impute or drop them first."
             )
-        if self.task.is_classification and len(self.classes) < 2:
+        if self.task.is_supervised and self.task.is_classification and len(self.classes) < 2:
             raise NNSearchError(f"Data '{self.name}': a classification target needs at least 2 classes.")
         if self.task is Task.BINARY and len(self.classes) != 2:
             raise NNSearchError(
@@ -95,7 +111,15 @@ def infer_task(y: np.ndarray, requested: str = "auto") -> Task:
 
 
 def encode_target(y: np.ndarray, task: Task) -> tuple[np.ndarray, tuple]:
-    """Class indices (int64) and their original labels, or float32 targets for regression."""
+    """Class indices (int64) and their original labels, or float32 targets for regression.
+
+    ``anomaly`` needs 0 (normal) and 1 (anomaly) labels. ``reconstruction`` and ``generation``
+    keep class-like labels only to stratify folds; a continuous ``y`` becomes one group.
+    """
+    if task is Task.ANOMALY:
+        return _anomaly_labels(y)
+    if task in (Task.RECONSTRUCTION, Task.GENERATION) and infer_task(y) is Task.REGRESSION:
+        return np.zeros(len(y), dtype=np.int64), ("all",)
     if task is Task.REGRESSION:
         try:
             values = y.astype(np.float32)
@@ -108,3 +132,13 @@ def encode_target(y: np.ndarray, task: Task) -> tuple[np.ndarray, tuple]:
         raise NNSearchError("The target has NaN values; drop those rows first.")
     classes, codes = np.unique(y.astype(str) if y.dtype.kind == "O" else y, return_inverse=True)
     return codes.astype(np.int64), tuple(c.item() if hasattr(c, "item") else c for c in classes)
+
+
+def _anomaly_labels(y: np.ndarray) -> tuple[np.ndarray, tuple]:
+    values = set(np.unique(y).tolist()) if y.dtype.kind in "biuf" else None
+    if values is None or not values <= {0, 1}:
+        shown = ", ".join(map(str, np.unique(y)[:5]))
+        raise NNSearchError(f"task 'anomaly' needs y marking anomalies with 1 and normal rows with 0, got values {shown}.")
+    if values != {0, 1}:
+        raise NNSearchError("task 'anomaly' needs both normal (0) and anomalous (1) rows in y.")
+    return y.astype(np.int64), ("normal", "anomaly")

@@ -73,8 +73,20 @@ def load_csv(
     )
 
 
-def load_npz(path: str, *, task: str = "auto", scaler: str = "standard", batch_size: int = 64) -> Dataset:
-    """Read ``X`` (samples first: tabular, images or sequences) and ``y`` from an .npz archive."""
+LAYOUTS = {"any": None, "table": 2, "sequence": 3, "image": 4}
+_LAYOUT_SHAPES = {"table": "(N, features)", "sequence": "(N, steps, features)", "image": "(N, channels, height, width)"}
+
+
+def load_npz(
+    path: str, *, task: str = "auto", layout: str = "any", scaler: str = "standard", batch_size: int = 64
+) -> Dataset:
+    """Read ``X`` (samples first: tabular, images or sequences) and ``y`` from an .npz archive.
+
+    ``layout`` (table, sequence, image) states the shape ``X`` must have, so a file of the wrong
+    rank fails on loading with its shape in the message; ``any`` accepts every rank from 2.
+    """
+    if layout not in LAYOUTS:
+        raise NNSearchError(f"Unknown data.layout '{layout}'; choose one of {', '.join(LAYOUTS)}.")
     file = _existing(path, "npz")
     try:
         archive = np.load(file, allow_pickle=False)
@@ -87,6 +99,12 @@ def load_npz(path: str, *, task: str = "auto", scaler: str = "standard", batch_s
         X, y_raw = archive["X"], archive["y"]
     if X.ndim < 2:
         raise NNSearchError(f"X in {file.name} must have samples first and at least 2 dimensions, got shape {X.shape}.")
+    rank = LAYOUTS[layout]
+    if rank is not None and X.ndim != rank:
+        hint = " (add a feature axis: X[..., None])" if layout == "sequence" and X.ndim == 2 else ""
+        raise NNSearchError(
+            f"X in {file.name} must be shaped {_LAYOUT_SHAPES[layout]} for data.layout={layout}, got shape {X.shape}{hint}."
+        )
     if y_raw.ndim != 1:
         raise NNSearchError(f"y in {file.name} must be one label or value per sample, got shape {y_raw.shape}.")
     if X.dtype.kind not in "biuf":

@@ -1,22 +1,71 @@
-"""From the composed config to the LightningModule that one fold trains."""
+"""From the composed config to the LightningModule that one fold trains.
+
+The network built from ``cfg.model`` picks its training family: an :class:`Autoencoder` trains on
+reconstruction, a :class:`GAN` adversarially, anything else as a supervised predictor of ``y``.
+Each family accepts only the data tasks it can learn, so a mismatch (an autoencoder on a
+classification set, an LSTM on anomaly data) fails with what to change before any trial starts.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from omegaconf import DictConfig
 
 from nnsearch.building import build_network, optional_partial
 from nnsearch.cv import Fold
-from nnsearch.data.dataset import Dataset
+from nnsearch.data.dataset import Dataset, Task
+from nnsearch.errors import NNSearchError
+from nnsearch.models.autoencoder import Autoencoder
+from nnsearch.models.autoencoder_module import AutoencoderModule
+from nnsearch.models.base import HistoryModule
+from nnsearch.models.gan import GAN
+from nnsearch.models.gan_module import GANModule
 from nnsearch.models.module import SupervisedModule
 
 
-def build_module(cfg: DictConfig, data: Dataset, fold: Fold, epoch_metrics: list[str]) -> SupervisedModule:
-    """A fresh network from ``cfg.model`` inside the LightningModule that trains it."""
+@dataclass(frozen=True)
+class Family:
+    name: str
+    tasks: tuple[Task, ...]
+    hint: str  # how to get data this family can learn
+
+
+SUPERVISED = Family("a supervised model", (Task.BINARY, Task.MULTICLASS, Task.REGRESSION), "use model=autoencoder or model=gan for it")
+AUTOENCODER = Family(
+    "model=autoencoder", (Task.RECONSTRUCTION, Task.ANOMALY), "set data.task=reconstruction, or use anomaly data such as data=digits_anomaly"
+)
+ADVERSARIAL = Family("model=gan", (Task.GENERATION,), "set data.task=generation")
+
+
+def family_of(net: object) -> Family:
+    if isinstance(net, Autoencoder):
+        return AUTOENCODER
+    if isinstance(net, GAN):
+        return ADVERSARIAL
+    return SUPERVISED
+
+
+def build_module(cfg: DictConfig, data: Dataset, fold: Fold, epoch_metrics: list[str]) -> HistoryModule:
+    """A fresh network from ``cfg.model`` inside the LightningModule of its family."""
+    net = build_network(cfg, data.input_shape, data.n_outputs)
+    family = family_of(net)
+    if data.task not in family.tasks:
+        kinds = ", ".join(t.value for t in family.tasks)
+        raise NNSearchError(
+            f"{family.name} ({cfg.model._target_}) learns {kinds} tasks, but data '{data.name}' is a {data.task.value} task: {family.hint}."
+        )
+    optimizer = optional_partial("optimizer", cfg.optimizer)
+    scheduler = optional_partial("scheduler", cfg.get("scheduler"))
+    if family is AUTOENCODER:
+        return AutoencoderModule(net, data.task, optimizer, scheduler, epoch_metrics=tuple(epoch_metrics))
+    if family is ADVERSARIAL:
+        return GANModule(net, data.task, optimizer, scheduler, epoch_metrics=tuple(epoch_metrics))
     return SupervisedModule(
-        build_network(cfg, data.input_shape, data.n_outputs),
+        net,
         data.task,
-        optional_partial("optimizer", cfg.optimizer),
-        optional_partial("scheduler", cfg.get("scheduler")),
+        optimizer,
+        scheduler,
         n_classes=len(data.classes),
         epoch_metrics=tuple(epoch_metrics),
         target_scale=fold.target_scale,

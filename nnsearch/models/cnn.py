@@ -15,6 +15,8 @@ class CNN(nn.Module):
     """``n_blocks`` of Conv -> [BatchNorm] -> activation -> [pool 2x2], global average pool, dense head.
 
     A block pools only while the feature map is at least 2x2, so deep stacks on small images stay valid.
+    A sample shaped (height, width), such as digits read as sequences of rows, is taken as a
+    one-channel image, so a CNN can compete with sequence models on the same data.
     """
 
     def __init__(
@@ -33,6 +35,9 @@ class CNN(nn.Module):
         hidden_dim: int = 64,
     ) -> None:
         super().__init__()
+        self.add_channel = len(input_shape) == 2
+        if self.add_channel:
+            input_shape = (1, *input_shape)
         if len(input_shape) != 3:
             raise NNSearchError(
                 f"model=cnn needs image data shaped (channels, height, width), got samples of shape {tuple(input_shape)}; "
@@ -64,4 +69,4 @@ class CNN(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)
+        return self.net(x.unsqueeze(1) if self.add_channel else x)

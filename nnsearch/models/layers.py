@@ -35,3 +35,18 @@ def check_positive(**values: float) -> None:
 def check_dropout(p: float) -> None:
     if not 0.0 <= p < 1.0:
         raise NNSearchError(f"model.dropout must be in [0, 1), got {p}.")
+
+
+def check_choice(name: str, value: str, choices: tuple[str, ...] | dict) -> None:
+    if value not in choices:
+        raise NNSearchError(f"Unknown model.{name} '{value}'; choose one of {', '.join(choices)}.")
+
+
+def sequence_shape(input_shape: tuple[int, ...], model: str) -> tuple[int, int]:
+    """(steps, features) of a sequence sample, or a clear error for tabular or image data."""
+    if len(input_shape) != 2:
+        raise NNSearchError(
+            f"model={model} needs sequences shaped (steps, features), got samples of shape {tuple(input_shape)}; "
+            "use sequence data such as data=digits_sequence, data=sine_forecast or data=npz_sequence."
+        )
+    return int(input_shape[0]), int(input_shape[1])

@@ -8,17 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from nnsearch.data.dataset import Task
-from nnsearch.errors import TrialFailed
 from nnsearch.metrics import compute_metrics
+from nnsearch.models.base import HistoryModule
 
 
-class SupervisedModule(L.LightningModule):
+class SupervisedModule(HistoryModule):
     """Fits ``net`` for classification or regression and records train/val curves per epoch.
 
     Args:
@@ -43,17 +42,9 @@ class SupervisedModule(L.LightningModule):
         epoch_metrics: tuple[str, ...] = (),
         target_scale: tuple[float, float] = (0.0, 1.0),
     ) -> None:
-        super().__init__()
-        self.net = net
-        self.task = task
-        self.optimizer_factory = optimizer
-        self.scheduler_factory = scheduler
+        super().__init__(net, task, optimizer, scheduler, epoch_metrics=epoch_metrics)
         self.n_classes = n_classes
-        self.epoch_metrics = list(epoch_metrics)
         self.target_scale = target_scale
-        self.history: list[dict[str, float]] = []
-        self._train_loss_sum = torch.zeros(())
-        self._train_rows = 0
         self._val_outputs: list[torch.Tensor] = []
         self._val_targets: list[torch.Tensor] = []
 
@@ -71,13 +62,8 @@ class SupervisedModule(L.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
         loss = self.loss(self(x), y)
-        self._train_loss_sum = self._train_loss_sum.to(loss.device) + loss.detach() * len(y)
-        self._train_rows += len(y)
+        self.add_train_loss(loss, len(y))
         return loss
-
-    def on_train_epoch_start(self) -> None:
-        self._train_loss_sum = torch.zeros((), device=self.device)
-        self._train_rows = 0
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
@@ -88,14 +74,9 @@ class SupervisedModule(L.LightningModule):
         outputs, target = torch.cat(self._val_outputs), torch.cat(self._val_targets)
         self._val_outputs.clear()
         self._val_targets.clear()
-        train_loss = (self._train_loss_sum / max(self._train_rows, 1)).item()
-        if not torch.isfinite(torch.tensor(train_loss)):
-            raise TrialFailed(f"training loss became {train_loss} in epoch {self.current_epoch}")
-        row = {"train/loss": train_loss, "val/loss": self.loss(outputs, target).item()}
+        row = {"train/loss": self.train_loss(), "val/loss": self.loss(outputs, target).item()}
         row.update({f"val/{k}": v for k, v in self._metrics(outputs, target, self.epoch_metrics).items()})
-        self.history.append(row)
-        # EarlyStopping and ReduceLROnPlateau read these from the trainer
-        self.log_dict({k: v for k, v in row.items()}, prog_bar=False, logger=False)
+        self.record_epoch(row)
 
     def _metrics(self, outputs: torch.Tensor, target: torch.Tensor, names: list[str] | None) -> dict[str, float]:
         if self.task is Task.REGRESSION:
@@ -109,13 +90,3 @@ class SupervisedModule(L.LightningModule):
         self.eval()
         outputs = torch.cat([self(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
         return self._metrics(outputs, y, None)
-
-    def configure_optimizers(self):  # noqa: ANN201 - Lightning's union of return types
-        optimizer = self.optimizer_factory(self.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        scheduler = self.scheduler_factory(optimizer)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch", "monitor": "val/loss"},
-        }

@@ -1,0 +1,80 @@
+"""What every nnsearch LightningModule shares: per-epoch ``history`` and optimizers from config.
+
+The rest of nnsearch relies on this contract for any family: ``history`` holds one row per
+epoch (``train/loss``, ``val/loss`` and ``val/{metric}`` for the metrics asked for every epoch;
+the pruning callback reads the objective from the last row), and ``evaluate(x, y)`` returns
+every metric of the task. Batches are ``(x, y)``; a family decides what ``y`` means to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import lightning as L
+import torch
+from torch import nn
+
+from nnsearch.data.dataset import Task
+from nnsearch.errors import TrialFailed
+
+
+class HistoryModule(L.LightningModule):
+    """Base of the families: accumulates the training loss and appends one history row per epoch.
+
+    Args:
+        net: the network trained.
+        task: the data's task; it picks the metrics.
+        optimizer: ``params -> Optimizer`` (a partial from ``conf/optimizer``).
+        scheduler: ``optimizer -> LRScheduler`` or None.
+        epoch_metrics: metrics computed on the validation fold every epoch.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        task: Task,
+        optimizer: Callable,
+        scheduler: Callable | None = None,
+        *,
+        epoch_metrics: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.task = task
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.epoch_metrics = list(epoch_metrics)
+        self.history: list[dict[str, float]] = []
+        self._train_loss_sum = torch.zeros(())
+        self._train_rows = 0
+
+    def on_train_epoch_start(self) -> None:
+        self._train_loss_sum = torch.zeros((), device=self.device)
+        self._train_rows = 0
+
+    def add_train_loss(self, loss: torch.Tensor, rows: int) -> None:
+        """Count ``loss`` (a mean over ``rows``) towards the epoch's ``train/loss``."""
+        self._train_loss_sum = self._train_loss_sum.to(loss.device) + loss.detach() * rows
+        self._train_rows += rows
+
+    def train_loss(self) -> float:
+        """The epoch's mean training loss; a non-finite one fails the trial."""
+        loss = (self._train_loss_sum / max(self._train_rows, 1)).item()
+        if not torch.isfinite(torch.tensor(loss)):
+            raise TrialFailed(f"training loss became {loss} in epoch {self.current_epoch}")
+        return loss
+
+    def record_epoch(self, row: dict[str, float]) -> None:
+        """Append the epoch's row; EarlyStopping and ReduceLROnPlateau read it from the trainer too."""
+        self.history.append(row)
+        self.log_dict(dict(row), prog_bar=False, logger=False)
+
+    def configure_optimizers(self):  # noqa: ANN201 - Lightning's union of return types
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch", "monitor": "val/loss"},
+        }
