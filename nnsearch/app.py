@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 import time
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,7 @@ def _prepare(cfg: DictConfig) -> dict[str, Any]:
 
     from nnsearch.building import build, build_pruner, build_sampler
     from nnsearch.cv import FoldCache, holdout_split, make_splits
-    from nnsearch.metrics import resolve_objective
+    from nnsearch.objectives import resolve_objectives
     from nnsearch.search_space import SearchSpace
     from nnsearch.training import quiet_lightning
 
@@ -62,9 +63,9 @@ def _prepare(cfg: DictConfig) -> dict[str, Any]:
     if not isinstance(cfg.trainer.max_epochs, int) or cfg.trainer.max_epochs < 1:
         raise NNSearchError(f"trainer.max_epochs must be a positive integer, got {cfg.trainer.max_epochs!r}.")
     data = build("data", cfg.data)
-    metric = cfg.study.metric
-    direction = resolve_objective(metric, cfg.study.direction, data.task)
+    objectives = resolve_objectives(cfg.study, data.task)
     space = SearchSpace.from_config(cfg.get("search_space"), cfg)
+    warm_start = _warm_start(cfg.study.get("enqueue"), space)
     data, test = holdout_split(data, test_size=cfg.cv.get("test_size", 0.0), seed=cfg.cv.seed, stratified=cfg.cv.stratified)
     splits = make_splits(data, folds=cfg.cv.folds, seed=cfg.cv.seed, shuffle=cfg.cv.shuffle, stratified=cfg.cv.stratified)
     folds = FoldCache(data, splits)
@@ -72,8 +73,58 @@ def _prepare(cfg: DictConfig) -> dict[str, Any]:
     grid = space.grid() if "GridSampler" in str(cfg.sampler.get("_target_", "")) else None
     sampler = build_sampler(cfg, grid)
     pruner = build_pruner(cfg)
-    epoch_metrics = list(cfg.tracking.get("epoch_metrics") or [metric])
-    return dict(data=data, test=test, metric=metric, direction=direction, space=space, folds=folds, sampler=sampler, pruner=pruner, epoch_metrics=epoch_metrics)
+    _check_pruner(pruner, objectives)
+    cv_metrics = [m for m in objectives.metrics if m not in objectives.model_metrics]
+    epoch_metrics = list(cfg.tracking.get("epoch_metrics") or cv_metrics[:1])
+    return dict(
+        data=data,
+        test=test,
+        objectives=objectives,
+        metric=objectives.metrics[0],
+        direction=objectives.directions[0],
+        space=space,
+        folds=folds,
+        sampler=sampler,
+        pruner=pruner,
+        epoch_metrics=epoch_metrics,
+        warm_start=warm_start,
+    )
+
+
+def _check_pruner(pruner: Any, objectives: Any) -> None:
+    """Optuna's pruners compare one intermediate value: they cannot serve a multi-objective study."""
+    import optuna
+
+    if objectives.multi and not isinstance(pruner, optuna.pruners.NopPruner):
+        raise NNSearchError(
+            f"pruner={type(pruner).__name__} needs a single objective, but study.metric has {len(objectives.metrics)} "
+            f"({', '.join(objectives.metrics)}); use pruner=none for a multi-objective study."
+        )
+    if objectives.metrics[0] in objectives.model_metrics and not isinstance(pruner, optuna.pruners.NopPruner):
+        raise NNSearchError(f"pruner needs a metric computed per epoch, and '{objectives.metrics[0]}' is not; use pruner=none.")
+
+
+def _warm_start(entries: Any, space: Any) -> list[dict[str, Any]]:
+    """``study.enqueue``: configurations to evaluate first, each checked against the search space."""
+    if not entries:
+        return []
+    by_path = {p.path: p.distribution for p in space.parameters}
+    out = []
+    for i, entry in enumerate(OmegaConf.to_container(entries, resolve=True)):
+        if not isinstance(entry, dict):
+            raise NNSearchError(f"study.enqueue[{i}] must be a mapping of search-space paths to values, got {entry!r}.")
+        for path, value in entry.items():
+            if path not in by_path:
+                raise NNSearchError(f"study.enqueue[{i}]: '{path}' is not in search_space ({', '.join(by_path) or 'empty'}).")
+            dist = by_path[path]
+            try:
+                inside = dist._contains(dist.to_internal_repr(value))
+            except (ValueError, TypeError):
+                inside = False
+            if not inside:
+                raise NNSearchError(f"study.enqueue[{i}]: {path}={value!r} is outside its search space {dist}.")
+        out.append(entry)
+    return out
 
 
 def optuna_logging_to_warnings() -> None:
@@ -81,6 +132,7 @@ def optuna_logging_to_warnings() -> None:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     logging.getLogger("optuna.study._optimize").addFilter(_no_traceback_for_failed_trials)
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -111,24 +163,37 @@ def _smoke_test(cfg: DictConfig, data: Any, folds: Any) -> None:
         raise NNSearchError(f"model {cfg.model._target_} cannot process samples of shape {data.input_shape}: {first}") from None
 
 
+def absolute_tracking_uri(uri: str) -> str:
+    """``sqlite:///mlflow.db`` made absolute: MLflow caches stores by URI, so a relative one would
+    keep pointing at the first directory it was opened in."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        return prefix + str(Path(uri[len(prefix):]).resolve())
+    return uri
+
+
 def run_study(cfg: DictConfig) -> Any:
     """Validate, run the study to ``study.n_trials`` finished trials, summarize; returns the study."""
     from nnsearch.interrupt import Interruption
     from nnsearch.objective import Objective, type_name
     from nnsearch.storage import open_storage, redact
-    from nnsearch.study import n_finished, open_study, run_trials
+    from nnsearch.study import enqueue, n_finished, open_study, run_trials
     from nnsearch.tracking import Tracker
 
     started = time.time()
     p = _prepare(cfg)
     storage_url = cfg.study.storage
-    study = open_study(cfg.study.name, open_storage(storage_url), direction=p["direction"], sampler=p["sampler"], pruner=p["pruner"])
+    study = open_study(cfg.study.name, open_storage(storage_url), directions=p["objectives"].directions, sampler=p["sampler"], pruner=p["pruner"])
+    queued = enqueue(study, p["warm_start"])
+    if queued:
+        log.info("warm start: %d configuration(s) queued to run first", queued)
     done_before = n_finished(study)
     log.info("study '%s' on %s: %d/%d trials finished; %s", study.study_name, redact(storage_url) if storage_url else "optuna.journal", done_before, cfg.study.n_trials, p["data"].describe())
-    tracker = Tracker(cfg.tracking.uri, cfg.tracking.experiment)
+    tracker = Tracker(absolute_tracking_uri(cfg.tracking.uri), cfg.tracking.experiment)
     params = {
-        "study.metric": p["metric"],
-        "study.direction": p["direction"],
+        "study.metric": ",".join(p["objectives"].metrics),
+        "study.direction": ",".join(p["objectives"].directions),
+        "study.constraints": OmegaConf.to_container(cfg.study.constraints) if cfg.study.get("constraints") else "none",
         "sampler": type_name(cfg.sampler),
         "sampler.seed": cfg.sampler.get("seed"),
         "pruner": type_name(cfg.pruner),
@@ -145,7 +210,7 @@ def run_study(cfg: DictConfig) -> Any:
     if resumed:
         log.info("resuming: reattached to MLflow parent run %s", tracker.parent_run_id)
     interruption = Interruption()
-    objective = Objective(cfg, p["data"], p["space"], p["folds"], tracker, metric=p["metric"], epoch_metrics=p["epoch_metrics"], interruption=interruption)
+    objective = Objective(cfg, p["data"], p["space"], p["folds"], tracker, objectives=p["objectives"], epoch_metrics=p["epoch_metrics"], interruption=interruption)
     try:
         with interruption:
             reason = run_trials(

@@ -14,6 +14,7 @@ from nnsearch.cv import FoldCache
 from nnsearch.data.dataset import Dataset
 from nnsearch.errors import NNSearchError, TrialFailed
 from nnsearch.interrupt import Interruption
+from nnsearch.objectives import Objectives
 from nnsearch.search_space import SearchSpace
 from nnsearch.tracking import TRIAL_RUN_ATTR, Tracker
 from nnsearch.training import FoldResult, fit_folds
@@ -31,11 +32,17 @@ def summarize_folds(folds: list[FoldResult]) -> dict[str, float]:
     return out
 
 
-class Objective:
-    """Callable given to ``study.optimize``: samples a config, runs every fold, returns the CV mean.
+def type_name(node: DictConfig | None) -> str:
+    target = node.get("_target_", "") if node is not None else ""
+    return target.rsplit(".", 1)[-1] or "none"
 
-    Each trial trains a fresh model per fold, seeded with ``seed + trial.number`` (the CV splits
-    use their own seed, so they are the same in every trial).
+
+class Objective:
+    """Callable given to ``study.optimize``: samples a config, runs every fold, returns the CV mean(s).
+
+    Each trial trains a fresh model per fold, seeded from ``seed + trial.number`` (the CV splits
+    use their own seed, so they are the same in every trial). With several objectives it returns
+    one value per metric of ``study.metric``, in order.
     """
 
     def __init__(
@@ -46,17 +53,20 @@ class Objective:
         folds: FoldCache,
         tracker: Tracker | None,
         *,
-        metric: str,
+        objectives: Objectives,
         epoch_metrics: list[str],
+        prune: bool = True,
         interruption: Interruption | None = None,
     ) -> None:
         self.cfg, self.data, self.space, self.folds, self.tracker = cfg, data, space, folds, tracker
-        self.metric = metric
+        self.objectives = objectives
         self.epoch_metrics = epoch_metrics
-        self.monitor = f"val/{metric}"
+        # pruners compare single values, so only a single-objective study reports intermediates
+        self.monitor = f"val/{objectives.metrics[0]}" if prune and not objectives.multi else None
         self.interruption = interruption or Interruption()
+        self.sampler_name, self.pruner_name = type_name(cfg.sampler), type_name(cfg.pruner)
 
-    def __call__(self, trial: Any) -> float:
+    def __call__(self, trial: Any) -> float | tuple[float, ...]:
         import optuna
 
         start = time.time()
@@ -64,18 +74,24 @@ class Objective:
         trial_cfg = self.space.apply(self.cfg, values)
         seed = int(self.cfg.seed) + trial.number
         results: list[FoldResult] = []
-        state, reason, objective = "COMPLETE", "", None
+        state, reason, scores = "COMPLETE", "", None
         try:
             with self.interruption.trial():
+                measured = self._model_metrics(trial_cfg)
                 fit_folds(trial_cfg, self.data, self.folds, seed=seed, epoch_metrics=self.epoch_metrics, trial=trial, monitor=self.monitor, results=results)
             cv = summarize_folds(results)
-            objective = cv[f"cv/{self.metric}"]
-            if not math.isfinite(objective):
-                raise TrialFailed(f"{self.metric} is {objective}")
-            for key, value in cv.items():
+            totals = {**{k[3:]: v for k, v in cv.items() if not k.endswith("_std")}, **measured}
+            scores = {m: totals[m] for m in self.objectives.metrics}
+            bad = {m: v for m, v in scores.items() if not math.isfinite(v)}
+            if bad:
+                raise TrialFailed(", ".join(f"{m} is {v}" for m, v in bad.items()))
+            for key, value in {**cv, **measured}.items():
                 trial.set_user_attr(key, value)
-            trial.set_user_attr("fold_scores", [r.metrics[self.metric] for r in results])
-            return objective
+            trial.set_user_attr("fold_scores", [r.metrics[self.objectives.metrics[0]] for r in results if self.objectives.metrics[0] in r.metrics])
+            for key, value in self.objectives.constraint_values(totals).items():
+                trial.set_constraint(key, value)
+            out = tuple(scores.values())
+            return out if self.objectives.multi else out[0]
         except optuna.TrialPruned as err:
             state, reason = "PRUNED", str(err)
             raise
@@ -90,44 +106,62 @@ class Objective:
             state, reason = "FAIL", f"{type(err).__name__}: {err}"
             raise
         finally:
-            self._track(trial, state, reason, values, trial_cfg, results, start, objective)
-            self._log_line(trial, state, reason, objective, time.time() - start, results)
+            epochs = sum(r.epochs for r in results)
+            trial.set_user_attr("epochs", epochs)
+            self._track(trial, state, reason, values, trial_cfg, results, start, scores)
+            self._log_line(trial, state, reason, scores, time.time() - start, results)
 
-    def _track(self, trial: Any, state: str, reason: str, values: dict, trial_cfg: DictConfig, results: list[FoldResult], start: float, objective: float | None) -> None:
+    def _model_metrics(self, trial_cfg: DictConfig) -> dict[str, float]:
+        """Size/latency of this trial's network, when an objective or constraint asks for them."""
+        names = self.objectives.model_metrics
+        if not names:
+            return {}
+        from nnsearch.building import build_network
+        from nnsearch.model_metrics import measure
+
+        net = build_network(trial_cfg, self.data.input_shape, self.data.n_outputs)
+        return measure(names, net, self.folds.get(0).x_val)
+
+    def _track(self, trial: Any, state: str, reason: str, values: dict, trial_cfg: DictConfig, results: list[FoldResult], start: float, scores: dict | None) -> None:
         if self.tracker is None:
             return
         complete = [r for r in results if r.metrics]
         cv = summarize_folds(complete) if state == "COMPLETE" else {}
-        tags = {"sampler": type_name(self.cfg.sampler), "pruner": type_name(self.cfg.pruner), "folds": len(self.folds), "seed": int(self.cfg.seed) + trial.number}
+        measured = {k: v for k, v in trial.user_attrs.items() if k in self.objectives.model_metrics} if state == "COMPLETE" else {}
+        tags = {"sampler": self.sampler_name, "pruner": self.pruner_name, "folds": len(self.folds), "seed": int(self.cfg.seed) + trial.number}
         if reason:
             tags["reason"] = reason
         if state == "PRUNED":
             last = [r for r in results if r.history][-1:]
-            tags["pruned_at"] = f"fold {last[0].index} epoch {last[0].epochs - 1}" if last else "start"
+            if last:
+                fold, epoch = last[0].index, last[0].epochs - 1
+                tags["pruned_at"] = f"fold {fold} epoch {epoch}"
+                tags["pruned_step"] = fold * int(self.cfg.trainer.max_epochs) + epoch
         try:
             run_id = self.tracker.log_trial(
                 number=trial.number,
                 state=state,
                 params=values,
                 folds=results,
-                cv={**cv, "epochs": float(sum(r.epochs for r in results)), "train_time_s": time.time() - start},
+                cv={**cv, **measured, "epochs": float(sum(r.epochs for r in results)), "train_time_s": time.time() - start},
                 tags=tags,
                 start_ms=int(start * 1000),
-                objectives={self.metric: objective} if objective is not None else None,
+                objectives=scores if state == "COMPLETE" else None,
                 config_yaml=OmegaConf.to_yaml(trial_cfg, resolve=True) if self.cfg.tracking.log_config else None,
             )
             trial.set_user_attr(TRIAL_RUN_ATTR, run_id)
         except Exception as err:  # tracking must never lose the trial itself
             log.warning("MLflow logging of trial %d failed: %s", trial.number, err)
 
-    def _log_line(self, trial: Any, state: str, reason: str, objective: float | None, seconds: float, results: list[FoldResult]) -> None:
-        if state == "COMPLETE":
-            std = trial.user_attrs.get(f"cv/{self.metric}_std", float("nan"))
-            log.info("trial %d: %s = %.4f ± %.4f (%d folds, %.1f s)", trial.number, self.metric, objective, std, len(results), seconds)
+    def _log_line(self, trial: Any, state: str, reason: str, scores: dict | None, seconds: float, results: list[FoldResult]) -> None:
+        if state == "COMPLETE" and scores:
+            parts = []
+            for metric, value in scores.items():
+                std = trial.user_attrs.get(f"cv/{metric}_std")
+                parts.append(f"{metric} = {value:.4f} ± {std:.4f}" if std is not None else f"{metric} = {value:g}")
+            attrs = {k.removeprefix("cv/"): v for k, v in trial.user_attrs.items() if isinstance(v, (int, float))}
+            violated = [k for k, v in self.objectives.constraint_values(attrs).items() if v > 0] if self.objectives.constraints else []
+            note = f" [infeasible: {', '.join(violated)} not met]" if violated else ""
+            log.info("trial %d: %s (%d folds, %.1f s)%s", trial.number, ", ".join(parts), len(results), seconds, note)
         else:
             log.info("trial %d %s: %s (%.1f s)", trial.number, state.lower(), reason, seconds)
-
-
-def type_name(node: DictConfig) -> str:
-    target = node.get("_target_", "") if node is not None else ""
-    return target.rsplit(".", 1)[-1] or "none"

@@ -35,10 +35,17 @@ def study_files() -> dict[str, Path]:
     return files
 
 
+def register_resolvers() -> None:
+    """Arithmetic the config files use, e.g. Hyperband's ``${multiply:${cv.folds},${trainer.max_epochs}}``."""
+    if not OmegaConf.has_resolver("multiply"):
+        OmegaConf.register_new_resolver("multiply", lambda a, b: a * b)
+
+
 def register_studies() -> None:
-    """Make every study file selectable as ``+study=NAME``."""
+    """Make every study file selectable as ``+study=NAME`` (and register nnsearch's resolvers)."""
     from hydra.core.config_store import ConfigStore
 
+    register_resolvers()
     store = ConfigStore.instance()
     for name, file in study_files().items():
         node = OmegaConf.load(file)

@@ -15,18 +15,26 @@ log = logging.getLogger("nnsearch")
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
-def open_study(name: str, storage: Any, *, direction: str, sampler: Any, pruner: Any) -> optuna.Study:
-    """Create the study, or load it to resume; a resumed study must keep its direction."""
+def open_study(name: str, storage: Any, *, directions: list[str], sampler: Any, pruner: Any) -> optuna.Study:
+    """Create the study, or load it to resume; a resumed study must keep its directions."""
     study = optuna.create_study(
-        study_name=name, storage=storage, sampler=sampler, pruner=pruner, direction=direction, load_if_exists=True
+        study_name=name, storage=storage, sampler=sampler, pruner=pruner, directions=directions, load_if_exists=True
     )
-    existing = study.direction.name.lower()
-    if existing != direction:
+    existing = [d.name.lower() for d in study.directions]
+    if existing != list(directions):
         raise NNSearchError(
-            f"Study '{name}' already exists in this storage and is set to {existing}, not {direction}; "
+            f"Study '{name}' already exists in this storage with direction(s) {existing}, not {list(directions)}; "
             "use another study.name or study.storage."
         )
     return study
+
+
+def enqueue(study: optuna.Study, configurations: list[dict[str, Any]]) -> int:
+    """Warm start: known configurations run first, in order; one already tried is not queued again."""
+    before = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+    for params in configurations:
+        study.enqueue_trial(dict(params), skip_if_exists=True)
+    return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,))) - before
 
 
 def n_finished(study: optuna.Study) -> int:
@@ -91,6 +99,9 @@ def _grid_exhausted(study: optuna.Study) -> bool:
 
 
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    """The single best (feasible) trial; None when none completed or the study has several objectives."""
+    if len(study.directions) > 1:
+        return None
     try:
         return study.best_trial
     except ValueError:
