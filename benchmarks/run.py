@@ -1,10 +1,11 @@
 """nnsearch against the loop users write by hand, on the same trials: one command, a table and ratios.
 
-    python benchmarks/run.py                 # MLP and CNN studies, 5-fold CV (~5 min on 2 cores)
+    python benchmarks/run.py                 # MLP and CNN studies, 5-fold CV (~10 min on 2 cores)
     python benchmarks/run.py --studies mlp --trials 4
 
 Variants, each a fresh process on the same data, folds, seeds, search space and trial budget
-(seeded random sampler, no pruning, so every variant trains exactly the same trials):
+(seeded random sampler, no pruning, no held-out test split, so every variant trains exactly the same
+trials on the same rows):
 
 - ``nnsearch``: the real CLI (``trainer.engine=fast``, the default), MLflow tracking included;
 - ``nnsearch-lightning``: the same with ``trainer.engine=lightning``, to show what the fast loop buys;
@@ -34,7 +35,7 @@ from common import REPO, STUDIES, STUDY_NAME  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 VARIANTS = ("nnsearch", "nnsearch-lightning", "recipe", "bare")
-DEFAULT_TRIALS = {"mlp": 8, "cnn": 4}
+DEFAULT_TRIALS = {"mlp": 4, "cnn": 2}
 TARGETS = {"speedup_vs_recipe": 2.0, "vs_bare": 1.25, "help_s": 1.5}
 
 
@@ -44,14 +45,14 @@ def command(variant: str, kind: str, n_trials: int, workdir: Path) -> list[str]:
         engine = "lightning" if variant == "nnsearch-lightning" else "fast"
         return [
             py, "-m", "nnsearch", f"+study={STUDIES[kind]}", f"study.n_trials={n_trials}", f"study.name={STUDY_NAME}",
-            "cv.folds=5", "seed=0", "sampler=random", "pruner=none", f"trainer.engine={engine}", f"hydra.run.dir={workdir}/outputs",
+            "cv.folds=5", "++cv.test_size=0", "seed=0", "sampler=random", "pruner=none", f"trainer.engine={engine}", f"hydra.run.dir={workdir}/outputs",
         ]  # fmt: skip
     return [py, str(HERE / f"{variant}.py"), kind, str(n_trials), str(workdir)]
 
 
-def run_variant(variant: str, kind: str, n_trials: int, root: Path) -> dict:
+def run_variant(variant: str, kind: str, n_trials: int, root: Path, round_: int = 0) -> dict:
     """Run one variant in its own directory; time it from launch and read its trials back."""
-    workdir = root / f"{kind}-{variant}"
+    workdir = root / f"{kind}-{variant}-{round_}"
     workdir.mkdir()
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(REPO)}
     with open(workdir / "log.txt", "w") as log:
@@ -104,9 +105,25 @@ def help_seconds(args: list[str], repeats: int = 3) -> float:
     return statistics.median(times)
 
 
+def combine(runs: list[dict]) -> dict:
+    """One row from several rounds of the same variant: times summed over all their trials."""
+    n, wall = sum(r["n"] for r in runs), sum(r["wall_s"] for r in runs)
+    return {
+        **runs[0],
+        "n": n,
+        "wall_s": wall,
+        "per_trial_s": wall / n,
+        "trials_per_hour": 3600 * n / wall,
+        "first_trial_s": statistics.mean(r["first_trial_s"] for r in runs),
+        "process_s": statistics.mean(r["process_s"] for r in runs),
+        "peak_mib": max(r["peak_mib"] for r in runs),
+        "step_s": sum(r["step_s"] for r in runs) if runs[0]["step_s"] is not None else None,
+    }
+
+
 def report(kind: str, rows: dict[str, dict]) -> dict[str, float]:
     bare_step = rows["bare"]["step_s"] if "bare" in rows else None
-    print(f"\n{kind.upper()} study ({STUDIES[kind]}, 5-fold CV, {next(iter(rows.values()))['n']} trials)")
+    print(f"\n{kind.upper()} study ({STUDIES[kind]}, 5-fold CV, {next(iter(rows.values()))['n']} trials per variant)")
     header = f"{'variant':<20}{'s/trial':>9}{'trials/h':>10}{'outside steps':>15}{'first trial s':>15}{'process s':>11}{'peak MiB':>10}"
     print(header)
     print("-" * len(header))
@@ -135,7 +152,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--studies", nargs="+", choices=list(STUDIES), default=list(STUDIES))
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
-    parser.add_argument("--trials", type=int, default=None, help="trials per variant (default: mlp 8, cnn 4)")
+    parser.add_argument("--trials", type=int, default=None, help="trials per variant and round (default: mlp 4, cnn 2)")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds, in alternating variant order (ABBA) so drifting load evens out")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.2f}; python {sys.version.split()[0]}")
     help_s = help_seconds(["-m", "nnsearch"])
@@ -144,8 +162,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="nnsearch-bench-") as tmp:
         for kind in args.studies:
             n = args.trials or DEFAULT_TRIALS[kind]
-            rows = {v: run_variant(v, kind, n, Path(tmp)) for v in args.variants}
-            results[kind] = report(kind, rows)
+            runs: dict[str, list[dict]] = {v: [] for v in args.variants}
+            for round_ in range(args.rounds):
+                order = args.variants if round_ % 2 == 0 else args.variants[::-1]
+                for v in order:
+                    runs[v].append(run_variant(v, kind, n, Path(tmp), round_))
+            results[kind] = report(kind, {v: combine(r) for v, r in runs.items()})
     print(f"\nCLI start-up: `python -m nnsearch --help` {help_s:.2f} s; via nnsearch.cli_help {fast_help_s:.2f} s (medians of 3)")
     print("\nRatios (one run)                                   " + "".join(f"{k:>10}" for k in results) + "    target")
     lines = [
