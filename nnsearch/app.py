@@ -140,9 +140,14 @@ def optuna_logging_to_warnings() -> None:
 
 def _no_traceback_for_failed_trials(record: logging.LogRecord) -> bool:
     """A trial that fails for a stated reason (NaN loss, invalid sampled combination, Ctrl-C) needs no traceback."""
-    from nnsearch.errors import TrialFailed
+    from nnsearch.errors import TrialFailed, TrialSkipped
 
-    if record.exc_info and isinstance(record.exc_info[1], (TrialFailed, KeyboardInterrupt)):
+    error = record.exc_info[1] if record.exc_info else None
+    if isinstance(error, TrialSkipped):
+        return False  # a skipped trial is bookkeeping between workers, not a failure to report
+    if record.getMessage().endswith("failed with value None."):
+        return False  # repeats the line before it, which states the reason
+    if isinstance(error, (TrialFailed, KeyboardInterrupt)):
         record.exc_info, record.exc_text = None, None
     return True
 
@@ -172,24 +177,28 @@ def absolute_tracking_uri(uri: str) -> str:
     return uri
 
 
-def run_study(cfg: DictConfig) -> Any:
-    """Validate, run the study to ``study.n_trials`` finished trials, summarize; returns the study."""
-    from nnsearch.interrupt import Interruption
-    from nnsearch.objective import Objective, type_name
-    from nnsearch.storage import open_storage, redact
-    from nnsearch.study import enqueue, n_finished, open_study, run_trials
-    from nnsearch.tracking import Tracker
+def open_study_and_parent(cfg: DictConfig, p: dict[str, Any], *, worker: bool = False) -> tuple[Any, Any]:
+    """Open (or resume) the Optuna study and its MLflow parent run.
 
-    started = time.time()
-    p = _prepare(cfg)
+    The launcher and a single-process run create both; a worker process attaches to the parent
+    run the launcher recorded on the study, without changing its status.
+    """
+    from nnsearch.objective import type_name
+    from nnsearch.storage import redact, storage_from_config
+    from nnsearch.study import enqueue, n_finished, open_study
+    from nnsearch.tracking import PARENT_RUN_ATTR, Tracker
+
     storage_url = cfg.study.storage
-    study = open_study(cfg.study.name, open_storage(storage_url), directions=p["objectives"].directions, sampler=p["sampler"], pruner=p["pruner"])
+    study = open_study(cfg.study.name, storage_from_config(cfg), directions=p["objectives"].directions, sampler=p["sampler"], pruner=p["pruner"])
+    tracker = Tracker(absolute_tracking_uri(cfg.tracking.uri), cfg.tracking.experiment)
+    if worker:
+        tracker.parent_run_id = study.user_attrs.get(PARENT_RUN_ATTR)
+        return study, tracker
     queued = enqueue(study, p["warm_start"])
     if queued:
         log.info("warm start: %d configuration(s) queued to run first", queued)
-    done_before = n_finished(study)
-    log.info("study '%s' on %s: %d/%d trials finished; %s", study.study_name, redact(storage_url) if storage_url else "optuna.journal", done_before, cfg.study.n_trials, p["data"].describe())
-    tracker = Tracker(absolute_tracking_uri(cfg.tracking.uri), cfg.tracking.experiment)
+    where = redact(storage_url) if storage_url else "optuna.journal"
+    log.info("study '%s' on %s: %d/%d trials finished; %s", study.study_name, where, n_finished(study), cfg.study.n_trials, p["data"].describe())
     params = {
         "study.metric": ",".join(p["objectives"].metrics),
         "study.direction": ",".join(p["objectives"].directions),
@@ -199,28 +208,71 @@ def run_study(cfg: DictConfig) -> Any:
         "pruner": type_name(cfg.pruner),
         "cv.folds": cfg.cv.folds,
         "cv.seed": cfg.cv.seed,
+        "cv.test_size": cfg.cv.get("test_size", 0.0),
         "seed": cfg.seed,
         "data": p["data"].name,
         "model": type_name(cfg.model),
         "trainer.max_epochs": cfg.trainer.max_epochs,
         "search_space": ", ".join(par.path for par in p["space"].parameters) or "(empty)",
     }
-    tags = {"optuna.study_name": study.study_name, "study.n_trials": cfg.study.n_trials, "storage": redact(storage_url) if storage_url else "optuna.journal"}
+    tags = {"optuna.study_name": study.study_name, "study.n_trials": cfg.study.n_trials, "storage": where, "launch.workers": _n_workers(cfg)}
     _, resumed = tracker.open_parent(study, params, tags)
     if resumed:
         log.info("resuming: reattached to MLflow parent run %s", tracker.parent_run_id)
+    return study, tracker
+
+
+def _n_workers(cfg: DictConfig) -> int:
+    launch = cfg.get("launch") or {}
+    gpus = launch.get("gpus")
+    return len(gpus) * int(launch.get("workers_per_gpu", 1)) if gpus else int(launch.get("workers", 1))
+
+
+def run_trials_here(cfg: DictConfig, p: dict[str, Any], study: Any, tracker: Any) -> str:
+    """Run trials in this process until the study (shared with any other worker) is complete."""
+    from nnsearch.interrupt import Interruption
+    from nnsearch.objective import Objective
+    from nnsearch.study import run_trials
+
     interruption = Interruption()
     objective = Objective(cfg, p["data"], p["space"], p["folds"], tracker, objectives=p["objectives"], epoch_metrics=p["epoch_metrics"], interruption=interruption)
+    with interruption:
+        return run_trials(
+            study,
+            objective,
+            n_trials=cfg.study.n_trials,
+            timeout=cfg.study.timeout,
+            max_failed_trials=cfg.study.max_failed_trials,
+            interruption=interruption,
+        )
+
+
+def run_study(cfg: DictConfig) -> Any:
+    """Validate, run the study to ``study.n_trials`` finished trials, summarize; returns the study.
+
+    With ``launch.workers`` > 1 (or ``launch.gpus``, or ``launch.backend=submitit``) the trials
+    run in worker processes that share the study; this process supervises them.
+    """
+    from nnsearch.report import finish
+    from nnsearch.study import n_finished
+
+    started = time.time()
+    p = _prepare(cfg)
+    if _n_workers(cfg) < 1:
+        raise NNSearchError(f"launch.workers must be at least 1, got {_n_workers(cfg)}.")
+    distributed = _n_workers(cfg) > 1 or (cfg.get("launch") or {}).get("backend", "local") != "local"
+    if distributed:
+        from nnsearch.launch import check_launch
+
+        check_launch(cfg)
+    study, tracker = open_study_and_parent(cfg, p)
     try:
-        with interruption:
-            reason = run_trials(
-                study,
-                objective,
-                n_trials=cfg.study.n_trials,
-                timeout=cfg.study.timeout,
-                max_failed_trials=cfg.study.max_failed_trials,
-                interruption=interruption,
-            )
+        if distributed:
+            from nnsearch.launch import launch_workers
+
+            reason = launch_workers(cfg, study)
+        else:
+            reason = run_trials_here(cfg, p, study, tracker)
     except KeyboardInterrupt:
         tracker.close_parent("KILLED", tags={"state": "interrupted"})
         log.info("interrupted after %d/%d finished trials", n_finished(study), cfg.study.n_trials)
@@ -228,7 +280,12 @@ def run_study(cfg: DictConfig) -> Any:
     except BaseException:
         tracker.close_parent("FAILED", tags={"state": "failed"})
         raise
-    from nnsearch.report import finish
-
     finish(cfg, study, tracker, p, reason=reason, seconds=time.time() - started)
     return study
+
+
+def run_worker(cfg: DictConfig) -> str:
+    """One worker of a launched study: the study and its parent run exist already."""
+    p = _prepare(cfg)
+    study, tracker = open_study_and_parent(cfg, p, worker=True)
+    return run_trials_here(cfg, p, study, tracker)

@@ -9,3 +9,7 @@ class NNSearchError(Exception):
 
 class TrialFailed(Exception):
     """A single trial cannot produce a score (e.g. its loss became NaN); the study goes on."""
+
+
+class TrialSkipped(TrialFailed):
+    """A trial that must not run (the shared study is full, or its grid point is taken)."""

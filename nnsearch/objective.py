@@ -12,10 +12,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from nnsearch.cv import FoldCache
 from nnsearch.data.dataset import Dataset
-from nnsearch.errors import NNSearchError, TrialFailed
+from nnsearch.errors import NNSearchError, TrialFailed, TrialSkipped
 from nnsearch.interrupt import Interruption
 from nnsearch.objectives import Objectives
 from nnsearch.search_space import SearchSpace
+from nnsearch.storage import redacted_yaml
+from nnsearch.study import CLAIMED, WORKER_ATTR, worker_id
 from nnsearch.tracking import TRIAL_RUN_ATTR, Tracker
 from nnsearch.training import FoldResult, fit_folds
 
@@ -65,12 +67,38 @@ class Objective:
         self.monitor = f"val/{objectives.metrics[0]}" if prune and not objectives.multi else None
         self.interruption = interruption or Interruption()
         self.sampler_name, self.pruner_name = type_name(cfg.sampler), type_name(cfg.pruner)
+        self.worker = worker_id()
+        self.enumerating = self.sampler_name in ("GridSampler", "BruteForceSampler")
+
+    def _skip_reason(self, trial: Any) -> str:
+        """Why this trial must not run: the study is full, or another worker has these params.
+
+        Workers sharing a study can each start a trial when one is missing, and a grid sampler
+        in two workers can hand out the same point; trial numbers are assigned atomically, so
+        the later trial yields. It is recorded as failed and counts towards nothing.
+        """
+        import optuna
+
+        earlier = [t for t in trial.study.get_trials(deepcopy=False, states=CLAIMED) if t.number < trial.number]
+        if len(earlier) >= int(self.cfg.study.n_trials):
+            trial.study.stop()
+            return f"surplus: the study already has {len(earlier)} trials finished or running"
+        if self.enumerating:
+            same = [t.number for t in earlier if t.params == trial.params and t.state != optuna.trial.TrialState.FAIL]
+            if same:
+                return f"duplicate of trial {same[0]} (grid point already evaluated)"
+        return ""
 
     def __call__(self, trial: Any) -> float | tuple[float, ...]:
         import optuna
 
         start = time.time()
+        trial.set_user_attr(WORKER_ATTR, self.worker)
         values = self.space.suggest(trial)
+        skip = self._skip_reason(trial)
+        if skip:
+            trial.set_user_attr("skipped", skip)
+            raise TrialSkipped(skip)
         trial_cfg = self.space.apply(self.cfg, values)
         seed = int(self.cfg.seed) + trial.number
         results: list[FoldResult] = []
@@ -147,7 +175,7 @@ class Objective:
                 tags=tags,
                 start_ms=int(start * 1000),
                 objectives=scores if state == "COMPLETE" else None,
-                config_yaml=OmegaConf.to_yaml(trial_cfg, resolve=True) if self.cfg.tracking.log_config else None,
+                config_yaml=redacted_yaml(trial_cfg) if self.cfg.tracking.log_config else None,
             )
             trial.set_user_attr(TRIAL_RUN_ATTR, run_id)
         except Exception as err:  # tracking must never lose the trial itself

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 from typing import Any
 
@@ -13,6 +15,47 @@ from nnsearch.errors import NNSearchError, TrialFailed
 
 log = logging.getLogger("nnsearch")
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+CLAIMED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+WORKER_ATTR = "worker"  # "host:pid" of the process that runs a trial
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap_dead_trials(study: optuna.Study, *, max_retry: int = 2, dead_workers: set[str] | None = None) -> list[int]:
+    """Fail the RUNNING trials whose worker process on this host is gone, and queue each again.
+
+    A worker killed mid-trial cannot record its trial; without this the trial stays RUNNING in
+    a journal file forever (RDB storages detect it through heartbeats instead). The retry reuses
+    the trial's parameters, at most ``max_retry`` times per original trial.
+    """
+    host = socket.gethostname()
+    retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+    reaped = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        owner = trial.user_attrs.get(WORKER_ATTR, "")
+        owner_host, _, pid = owner.rpartition(":")
+        dead = owner in (dead_workers or set()) or (owner_host == host and pid.isdigit() and not _alive(int(pid)))
+        if not dead:
+            continue
+        study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+        study.set_user_attr(f"trial_{trial.number}_fail_reason", f"worker {owner} died")
+        retry(study, study.get_trials(deepcopy=False)[trial.number])
+        reaped.append(trial.number)
+    if reaped:
+        log.warning("trial(s) %s failed with their dead worker; re-queued (max %d retries)", reaped, max_retry)
+    return reaped
 
 
 def open_study(name: str, storage: Any, *, directions: list[str], sampler: Any, pruner: Any) -> optuna.Study:
@@ -49,6 +92,8 @@ class _FailureGuard:
         self.limit, self.in_a_row, self.tripped = limit, 0, False
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if trial.user_attrs.get("skipped"):
+            return
         self.in_a_row = self.in_a_row + 1 if trial.state == TrialState.FAIL else 0
         if self.limit and self.in_a_row >= self.limit:
             self.tripped = True
@@ -81,12 +126,15 @@ def run_trials(
         remaining = n_trials - n_finished(study)
         if remaining <= 0:
             return "done"
+        claimed = len(study.get_trials(deepcopy=False, states=CLAIMED))
+        if claimed >= n_trials:
+            return "done; other workers are finishing the last trials"
         if _grid_exhausted(study):
             return "grid exhausted"
         left = None if deadline is None else deadline - time.monotonic()
         if left is not None and left <= 0:
             return "timeout"
-        study.optimize(objective, n_trials=remaining, timeout=left, catch=(TrialFailed,), callbacks=callbacks, gc_after_trial=False)
+        study.optimize(objective, n_trials=n_trials - claimed, timeout=left, catch=(TrialFailed,), callbacks=callbacks, gc_after_trial=False)
         if interruption is not None:
             interruption.raise_if_requested()
         if guard.tripped:

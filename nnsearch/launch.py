@@ -1,0 +1,183 @@
+"""Running one study in several worker processes that share its storage.
+
+Each worker is a full process (``python -m nnsearch.worker CONFIG``) that asks the shared study
+for its next trial as soon as it finishes one: no batch barrier, so no worker waits for the
+slowest trial of a batch. Placement comes from existing engines: plain local processes, pinned to
+GPUs with ``CUDA_VISIBLE_DEVICES``, or submitit (SLURM job arrays; its local executor on one machine).
+
+The launcher (this process) validated the config and opened the study and the MLflow parent run
+before any worker starts. It watches the workers: a worker that dies mid-trial has its trial
+failed and re-queued (``launch.max_retry``), and if every worker is gone before the study is
+complete, fresh ones are started (``launch.max_restarts``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from nnsearch.errors import NNSearchError
+from nnsearch.storage import is_journal
+
+log = logging.getLogger("nnsearch")
+BACKENDS = ("local", "submitit")
+POLL_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    index: int
+    gpu: int | None
+    threads: int
+
+    def env(self) -> dict[str, str]:
+        env = {**os.environ, "OMP_NUM_THREADS": str(self.threads), "MKL_NUM_THREADS": str(self.threads), "PYTHONUNBUFFERED": "1"}
+        if self.gpu is not None:
+            env["CUDA_VISIBLE_DEVICES"] = str(self.gpu)
+        return env
+
+
+def worker_plan(cfg: DictConfig) -> list[WorkerSpec]:
+    """One worker per listed GPU (times ``workers_per_gpu``), else ``workers`` CPU workers with the cores divided."""
+    launch = cfg.launch
+    gpus = list(launch.gpus) if launch.get("gpus") else []
+    if gpus:
+        per_gpu = int(launch.workers_per_gpu)
+        cpus = max(1, (os.cpu_count() or 1) // (len(gpus) * per_gpu))
+        return [WorkerSpec(i * per_gpu + j, int(g), cpus) for i, g in enumerate(gpus) for j in range(per_gpu)]
+    n = int(launch.workers)
+    threads = int(launch.threads_per_worker or max(1, (os.cpu_count() or 1) // n))
+    return [WorkerSpec(i, None, threads) for i in range(n)]
+
+
+def check_launch(cfg: DictConfig) -> None:
+    """Settings that would make workers collide, rejected before anything starts."""
+    launch = cfg.launch
+    if launch.backend not in BACKENDS:
+        raise NNSearchError(f"Unknown launch.backend '{launch.backend}'; choose one of {', '.join(BACKENDS)}.")
+    url = str(cfg.study.storage or "")
+    if url.startswith("sqlite:"):
+        raise NNSearchError(
+            "SQLite cannot take writes from several workers at once; use the default journal file "
+            "(study.storage=null or a path), PostgreSQL/MySQL, or grpc://HOST:PORT."
+        )
+    if launch.get("gpus") and int(launch.workers_per_gpu) < 1:
+        raise NNSearchError(f"launch.workers_per_gpu must be at least 1, got {launch.workers_per_gpu}.")
+    if launch.backend == "submitit" and is_journal(cfg.study.storage) and launch.submitit.cluster not in (None, "local", "debug"):
+        log.warning("a journal file is shared by SLURM workers only if it sits on a file system every node mounts")
+
+
+def write_worker_config(cfg: DictConfig, spec: WorkerSpec, folder: Path) -> Path:
+    """The resolved config a worker runs, readable by its owner only (it may hold credentials)."""
+    worker_cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    worker_cfg.runtime.threads = spec.threads
+    worker_cfg.launch.workers = 1
+    worker_cfg.launch.gpus = None
+    if cfg.study.storage is None or is_journal(cfg.study.storage):
+        worker_cfg.study.storage = str(Path(cfg.study.storage or "optuna.journal").resolve())
+    if str(worker_cfg.tracking.uri).startswith("sqlite:///") and not str(worker_cfg.tracking.uri).startswith("sqlite:////"):
+        worker_cfg.tracking.uri = "sqlite:///" + str(Path(str(worker_cfg.tracking.uri)[len("sqlite:///") :]).resolve())
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"worker_{spec.index}.yaml"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(OmegaConf.to_yaml(worker_cfg))
+    return path
+
+
+def _output_folder() -> Path:
+    from nnsearch.report import output_dir
+
+    return output_dir() / "workers"
+
+
+def launch_workers(cfg: DictConfig, study: Any) -> str:
+    """Run the study on the configured workers until it is complete; returns why it stopped."""
+    from nnsearch.study import n_finished, reap_dead_trials
+
+    specs = worker_plan(cfg)
+    folder = _output_folder()
+    configs = {spec.index: write_worker_config(cfg, spec, folder) for spec in specs}
+    where = ", ".join(f"GPU {s.gpu}" if s.gpu is not None else f"{s.threads} thread(s)" for s in specs)
+    log.info("launching %d %s worker(s): %s", len(specs), cfg.launch.backend, where)
+    if cfg.launch.backend == "submitit":
+        _run_submitit(cfg, specs, configs, folder)
+    else:
+        _run_local(cfg, study, specs, configs)
+    reap_dead_trials(study, max_retry=int(cfg.launch.max_retry))
+    done = n_finished(study)
+    return "done" if done >= cfg.study.n_trials else f"workers stopped at {done}/{cfg.study.n_trials} trials"
+
+
+def _start(spec: WorkerSpec, config: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "nnsearch.worker", str(config)], env=spec.env())
+
+
+def _run_local(cfg: DictConfig, study: Any, specs: list[WorkerSpec], configs: dict[int, Path]) -> None:
+    import socket
+
+    from nnsearch.study import n_finished, reap_dead_trials
+
+    host = socket.gethostname()
+    running = {spec.index: (spec, _start(spec, configs[spec.index])) for spec in specs}
+    restarts = 0
+    try:
+        while running:
+            time.sleep(POLL_SECONDS)
+            for index, (spec, proc) in list(running.items()):
+                code = proc.poll()
+                if code is None:
+                    continue
+                del running[index]
+                if code != 0:
+                    log.warning("worker %d (pid %d) exited with %s", index, proc.pid, f"signal {-code}" if code < 0 else f"code {code}")
+                    reap_dead_trials(study, max_retry=int(cfg.launch.max_retry), dead_workers={f"{host}:{proc.pid}"})
+            if not running and n_finished(study) < cfg.study.n_trials and restarts < int(cfg.launch.max_restarts):
+                restarts += 1
+                log.warning("all workers stopped before the study was complete; starting them again (%d/%d)", restarts, cfg.launch.max_restarts)
+                running = {spec.index: (spec, _start(spec, configs[spec.index])) for spec in specs}
+    except KeyboardInterrupt:
+        for _, proc in running.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        for _, proc in running.values():
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        raise
+
+
+def _run_submitit(cfg: DictConfig, specs: list[WorkerSpec], configs: dict[int, Path], folder: Path) -> None:
+    """Submit the workers as one job array; ``launch.submitit.cluster=local`` runs them here."""
+    try:
+        import submitit
+    except ImportError as err:
+        raise NNSearchError(f"launch.backend=submitit needs the submitit package: {err}") from None
+    from nnsearch.worker import run
+
+    options = OmegaConf.to_container(cfg.launch.submitit, resolve=True)
+    cluster = options.pop("cluster", None)
+    executor = submitit.AutoExecutor(folder=str(folder / "submitit"), cluster=cluster)
+    params = {k: v for k, v in options.items() if v is not None}
+    if cluster == "local" or cluster == "debug":
+        params = {k: v for k, v in params.items() if not k.startswith("slurm_")}
+    executor.update_parameters(**params)
+    jobs = executor.map_array(run, [str(configs[s.index]) for s in specs])
+    log.info("submitted %d job(s): %s", len(jobs), ", ".join(j.job_id for j in jobs))
+    for job in jobs:
+        try:
+            code = job.result()
+            if code:
+                log.warning("job %s ended with code %s", job.job_id, code)
+        except Exception as err:  # a failed or cancelled job: its trials are reaped afterwards
+            log.warning("job %s failed: %s", job.job_id, str(err).splitlines()[0] if str(err) else type(err).__name__)

@@ -1,0 +1,42 @@
+"""Entry point of one worker process of a launched study: ``python -m nnsearch.worker CONFIG``.
+
+The launcher writes the study's resolved config to a YAML file (credentials included, so the
+file is created readable by its owner only) and starts workers on it; each opens the shared
+study and the MLflow parent run and runs trials until the study has ``study.n_trials``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from omegaconf import OmegaConf
+
+
+def run(config_path: str) -> int:
+    from nnsearch.app import run_worker
+    from nnsearch.errors import NNSearchError
+    from nnsearch.studies import register_resolvers
+
+    register_resolvers()
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][worker %(process)d][%(levelname)s] - %(message)s")
+    cfg = OmegaConf.load(config_path)
+    try:
+        run_worker(cfg)
+    except NNSearchError as err:
+        print(f"nnsearch worker: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def main() -> None:
+    if len(sys.argv) != 2:
+        print("usage: python -m nnsearch.worker CONFIG.yaml", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(run(sys.argv[1]))
+
+
+if __name__ == "__main__":
+    main()

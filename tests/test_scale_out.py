@@ -1,0 +1,137 @@
+"""Several worker processes on one study: exact trial totals, no duplicate grid points, dead workers.
+
+These start real processes and, for PostgreSQL, use the server on 127.0.0.1:5432 (database
+`test`, trust auth), as CI has it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+
+import pytest
+from optuna.trial import TrialState
+
+from conftest import load_study, mlflow_runs
+
+PG_URL = "postgresql://postgres:not-a-real-secret@127.0.0.1:5432/test"
+FAST = ["cv.folds=2", "trainer.max_epochs=2", "cv.test_size=0"]
+
+
+def _postgres_available() -> bool:
+    try:
+        import sqlalchemy
+
+        with sqlalchemy.create_engine(PG_URL).connect():
+            return True
+    except Exception:
+        return False
+
+
+def _assert_exact(tmp_path, name, n_trials, storage=None):
+    study = load_study(tmp_path, name, storage)
+    finished = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
+    assert len(finished) == n_trials
+    assert not study.get_trials(states=(TrialState.RUNNING,))
+    _, parents, children = mlflow_runs(tmp_path, name)
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    logged = sorted(int(c.data.tags["optuna.trial_number"]) for c in children if c.data.tags["state"] in ("COMPLETE", "PRUNED"))
+    assert logged == sorted(t.number for t in finished)
+    assert all(c.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for c in children)
+    assert not [c for c in children if c.info.status == "RUNNING"]
+    return study
+
+
+def test_three_workers_on_a_journal_file_reach_exactly_n_trials(run_cli, tmp_path):
+    result = run_cli("+study=wine_mlp", "launch.workers=3", "study.n_trials=7", *FAST)
+    assert result.returncode == 0, result.stderr[-3000:]
+    study = _assert_exact(tmp_path, "wine_mlp", 7)
+    workers = {t.user_attrs["worker"] for t in study.trials}
+    assert len(workers) >= 2, f"trials were not spread over workers: {workers}"
+
+
+def test_grid_points_are_evaluated_once_across_workers(run_cli, tmp_path):
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "studies" / "grid.yaml").write_text(
+        textwrap.dedent(
+            """\
+            # @package _global_
+            defaults:
+              - override /data: iris
+              - override /sampler: grid
+              - override /pruner: none
+            study:
+              n_trials: 100
+            search_space:
+              model.hidden_dim: {type: categorical, choices: [4, 8, 16]}
+              model.n_layers: {type: int, low: 1, high: 2}
+            """
+        )
+    )
+    result = run_cli("+study=grid", "launch.workers=2", *FAST)
+    assert result.returncode == 0, result.stderr[-3000:]
+    study = load_study(tmp_path, "grid")
+    done = [(t.params["model.hidden_dim"], t.params["model.n_layers"]) for t in study.get_trials(states=(TrialState.COMPLETE,))]
+    assert sorted(done) == sorted((h, n) for h in (4, 8, 16) for n in (1, 2))
+
+
+@pytest.mark.skipif(not _postgres_available(), reason="PostgreSQL on 127.0.0.1:5432 is not reachable")
+def test_two_workers_on_postgresql_and_the_password_never_leaks(run_cli, tmp_path):
+    name = f"pg_{uuid.uuid4().hex[:8]}"
+    result = run_cli("+study=wine_mlp", "launch.workers=2", "study.n_trials=5", f"study.storage={PG_URL}", f"study.name={name}", *FAST)
+    assert result.returncode == 0, result.stderr[-3000:]
+    import optuna
+
+    _assert_exact(tmp_path, name, 5, optuna.storages.RDBStorage(PG_URL))
+    assert "not-a-real-secret" not in result.stdout + result.stderr
+    client, parents, children = mlflow_runs(tmp_path, name)
+    for run in [*parents, *children]:
+        assert "not-a-real-secret" not in str(run.data.params) + str(run.data.tags)
+    config = client.download_artifacts(children[0].info.run_id, "config.yaml", str(tmp_path))
+    assert "not-a-real-secret" not in open(config).read()
+    assert "not-a-real-secret" not in next(tmp_path.glob(f"outputs/{name}/*/best_config.yaml")).read_text()
+
+
+def test_a_worker_killed_mid_trial_fails_that_trial_which_is_retried(tmp_path):
+    args = [sys.executable, "-m", "nnsearch", "+study=digits_mlp", "launch.workers=2", "study.n_trials=6",
+            "cv.folds=2", "trainer.max_epochs=15", "cv.test_size=0", "pruner=none"]
+    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    victim = None
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if "[worker " in line and "trial" in line:
+            # this worker has just finished a trial and is now training its next one
+            victim = int(line.split("[worker ")[1].split("]")[0])
+            time.sleep(0.3)
+            os.kill(victim, signal.SIGKILL)
+            break
+    output = "".join(lines) + proc.communicate(timeout=600)[0]
+    assert proc.returncode == 0, output[-3000:]
+    assert victim is not None
+    study = _assert_exact(tmp_path, "digits_mlp", 6)
+    killed = [t for t in study.get_trials(states=(TrialState.FAIL,)) if t.user_attrs.get("worker", "").endswith(f":{victim}")]
+    assert len(killed) == 1, output[-3000:]
+    retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == killed[0].number]
+    assert len(retries) == 1 and retries[0].params == killed[0].params
+    assert retries[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def test_submitit_local_executor_runs_the_workers(run_cli, tmp_path):
+    result = run_cli("+study=wine_mlp", "launch.backend=submitit", "launch.submitit.cluster=local", "launch.workers=2",
+                     "study.n_trials=4", *FAST, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    _assert_exact(tmp_path, "wine_mlp", 4)
+
+
+def test_sqlite_is_refused_for_parallel_workers(run_cli, tmp_path):
+    result = run_cli("+study=wine_mlp", "launch.workers=2", "study.storage=sqlite:///study.db")
+    assert result.returncode == 2
+    assert "SQLite cannot take writes from several workers" in result.stderr
+    assert not (tmp_path / "mlflow.db").exists()
