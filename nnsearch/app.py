@@ -23,8 +23,13 @@ log = logging.getLogger("nnsearch")
 def run_study_cli(cfg: DictConfig) -> int:
     """Run the study; a user-fixable problem becomes one line on stderr and exit code 2."""
     try:
-        if cfg.get("command", "run") == "run":
+        command = cfg.get("command", "run")
+        if command == "run":
             run_study(cfg)
+        elif command == "storage_server":
+            from nnsearch.launch import serve_storage
+
+            serve_storage(cfg)
         else:
             from nnsearch.commands import run_command
 

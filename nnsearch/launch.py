@@ -181,3 +181,22 @@ def _run_submitit(cfg: DictConfig, specs: list[WorkerSpec], configs: dict[int, P
                 log.warning("job %s ended with code %s", job.job_id, code)
         except Exception as err:  # a failed or cancelled job: its trials are reaped afterwards
             log.warning("job %s failed: %s", job.job_id, str(err).splitlines()[0] if str(err) else type(err).__name__)
+
+
+def serve_storage(cfg: DictConfig) -> None:
+    """``command=storage_server``: Optuna's gRPC proxy in front of ``study.storage`` (an RDB URL).
+
+    Workers then use ``study.storage=grpc://HOST:PORT`` and hold no database connection each.
+    """
+    from optuna.storages import run_grpc_proxy_server
+
+    from nnsearch.storage import open_storage, redact
+
+    url = cfg.study.storage
+    if is_journal(url) or str(url).startswith("grpc://"):
+        raise NNSearchError("command=storage_server serves an RDB storage: set study.storage=postgresql://... (or mysql, sqlite).")
+    server = cfg.launch.get("grpc") or {}
+    host, port = server.get("host", "127.0.0.1"), int(server.get("port", 13000))
+    storage = open_storage(url)
+    log.info("serving %s over gRPC on %s:%d (Ctrl-C stops)", redact(url), host, port)
+    run_grpc_proxy_server(storage, host=host, port=port)

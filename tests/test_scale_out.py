@@ -135,3 +135,36 @@ def test_sqlite_is_refused_for_parallel_workers(run_cli, tmp_path):
     assert result.returncode == 2
     assert "SQLite cannot take writes from several workers" in result.stderr
     assert not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.mark.skipif(not _postgres_available(), reason="PostgreSQL on 127.0.0.1:5432 is not reachable")
+def test_workers_through_the_grpc_storage_proxy(run_cli, tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "nnsearch", "command=storage_server", f"study.storage={PG_URL}", f"launch.grpc.port={port}"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.5)
+        name = f"grpc_{uuid.uuid4().hex[:8]}"
+        result = run_cli("+study=wine_mlp", "launch.workers=2", "study.n_trials=4", f"study.storage=grpc://127.0.0.1:{port}",
+                         f"study.name={name}", *FAST)
+        assert result.returncode == 0, result.stderr[-3000:]
+        import optuna
+
+        _assert_exact(tmp_path, name, 4, optuna.storages.RDBStorage(PG_URL))
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
