@@ -43,7 +43,7 @@ class GANModule(HistoryModule):
             raise NNSearchError("model=gan trains two optimizers and takes no learning-rate scheduler; use scheduler=none.")
         super().__init__(net, task, optimizer, None, epoch_metrics=epoch_metrics)
         self.automatic_optimization = False
-        self._g_loss_sum = torch.zeros(())
+        self._d_loss_sum, self._g_loss_sum = torch.zeros(()), torch.zeros(())
         self._val_real: list[torch.Tensor] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
