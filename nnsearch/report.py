@@ -1,9 +1,26 @@
-"""The end of a study: its best trial in the terminal, on the MLflow parent run, and as a YAML
-config that reproduces it (``python -m nnsearch --config-path DIR --config-name best_config``)."""
+"""The end of a study: the terminal summary, the parent run's report, the exported configuration
+and the final model.
+
+What a user gets, without opening any child run:
+
+- terminal: trial counts, the best trial (or the Pareto front), the top of the leaderboard, the
+  held-out test score beside the CV estimate, and where everything was written;
+- parent run artifacts: ``leaderboard.csv`` (top ``report.top_k``), ``pareto_front.csv`` (several
+  objectives), ``best_config.yaml`` (and ``pareto/trial-NNNN.yaml``), ``plots/*.png`` (Optuna's
+  study plots, :mod:`nnsearch.study_plots`), uploaded in one call; metrics ``best/{metric}``,
+  ``best/{metric}_std`` and ``test/{metric}``;
+- a ``final-model`` child run with the retrained model (:mod:`nnsearch.final_model`).
+
+Which trial is exported and retrained: the best one; with several objectives, the Pareto trial
+best on ``report.pareto_pick`` (default: the first objective), see :mod:`nnsearch.leaderboard`.
+``best_config.yaml`` re-runs it (``python -m nnsearch --config-path DIR --config-name best_config``).
+"""
 
 from __future__ import annotations
 
 import logging
+import math
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +30,8 @@ from nnsearch.search_space import SearchSpace
 from nnsearch.storage import redact
 
 log = logging.getLogger("nnsearch")
+CONFIG_ATTR = "nnsearch.config"
+METRICS_ATTR = "nnsearch.metrics"
 
 
 def output_dir() -> Path:
@@ -38,7 +57,10 @@ def best_config(cfg: DictConfig, params: dict[str, Any], number: int = 0) -> Dic
     OmegaConf.update(best, "search_space", {}, merge=False)
     OmegaConf.update(best, "study.name", f"{cfg.study.name}-best", merge=False)
     OmegaConf.update(best, "study.n_trials", 1, merge=False)
+    OmegaConf.update(best, "study.enqueue", None, merge=False)
     OmegaConf.update(best, "tracking.experiment", f"{cfg.study.name}-best", merge=False)
+    if best.get("command") is not None:
+        OmegaConf.update(best, "command", "run", merge=False)
     if best.study.storage:
         OmegaConf.update(best, "study.storage", redact(best.study.storage), merge=False)
     resolved = OmegaConf.create(OmegaConf.to_container(best, resolve=True))
@@ -46,46 +68,141 @@ def best_config(cfg: DictConfig, params: dict[str, Any], number: int = 0) -> Dic
     return resolved
 
 
+def remember_config(study: Any, cfg: DictConfig, metrics: list[str]) -> None:
+    """Store the study's composed config and objective names on the Optuna study.
+
+    The commands that act on a finished study (``leaderboard``, ``export``, ``seeds``) then work
+    from the configuration the trials actually ran with, whatever overrides the command line
+    repeats.
+    """
+    study.set_user_attr(CONFIG_ATTR, OmegaConf.to_yaml(cfg, resolve=True))
+    study.set_user_attr(METRICS_ATTR, list(metrics))
+
+
+def export_configs(cfg: DictConfig, ranking: Any, out_dir: Path) -> dict[str, str]:
+    """``best_config.yaml`` for the chosen trial and, with several objectives, one file per
+    Pareto trial in ``pareto/``; written under ``out_dir``; returns {relative path: YAML}."""
+    texts: dict[str, str] = {}
+    if ranking.chosen is None:
+        return texts
+    texts["best_config.yaml"] = OmegaConf.to_yaml(best_config(cfg, ranking.chosen.params, ranking.chosen.number))
+    if ranking.multi:
+        for trial in ranking.front:
+            texts[f"pareto/trial-{trial.number:04d}.yaml"] = OmegaConf.to_yaml(best_config(cfg, trial.params, trial.number))
+    for rel, text in texts.items():
+        path = out_dir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return texts
+
+
+def _setting(cfg: DictConfig, path: str, default: Any) -> Any:
+    value = OmegaConf.select(cfg, path, default=default)
+    return default if value is None and default is not None else value
+
+
 def finish(cfg: DictConfig, study: Any, tracker: Any, p: dict[str, Any], *, reason: str, seconds: float) -> None:
-    """Print the summary, export the best config and close the parent run as FINISHED."""
+    """Print the summary, write the report and the exports, retrain the chosen configuration,
+    and close the parent run as FINISHED."""
     from optuna.trial import TrialState
 
-    from nnsearch.study import best_trial
+    from nnsearch import leaderboard
+    from nnsearch.trial_plots import write_csv
 
+    metrics_names = list(p["objectives"].metrics)
+    remember_config(study, cfg, metrics_names)
     counts = {s.name.lower(): len(study.get_trials(deepcopy=False, states=(s,))) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
-    best = best_trial(study)
-    metric = p["metric"]
+    ranking = leaderboard.rank(study, metrics=metrics_names, pick=_setting(cfg, "report.pareto_pick", None))
+    chosen = ranking.chosen
     lines = [
         "",
         f"Study '{study.study_name}' ({reason}) in {seconds:.1f} s: "
         f"{counts['complete']} complete, {counts['pruned']} pruned, {counts['fail']} failed trials.",
     ]
     metrics: dict[str, float] = {}
-    texts: dict[str, str] = {}
-    if best is None:
-        lines.append("No trial completed, so there is no best configuration.")
-    else:
-        lines.append(f"Best trial {best.number}: {metric} = {best.value:.4f} ({p['direction']})")
-        for name, value in best.params.items():
-            lines.append(f"  {name} = {value}")
-        lines.append("Cross-validated metrics (mean ± std over folds):")
-        for key, value in best.user_attrs.items():
-            if key.startswith("cv/") and not key.endswith("_std"):
-                std = best.user_attrs.get(f"{key}_std", float("nan"))
-                lines.append(f"  {key[3:]:<10} {value:.4f} ± {std:.4f}")
-                metrics[f"best/{key[3:]}"] = value
-                metrics[f"best/{key[3:]}_std"] = std
-        exported = best_config(cfg, best.params, best.number)
-        path = output_dir() / "best_config.yaml"
-        text = OmegaConf.to_yaml(exported)
-        path.write_text(text)
-        texts["best_config.yaml"] = text
-        lines.append(f"Best configuration: {path}")
-        lines.append(f"  reproduce: python -m nnsearch --config-path {path.parent.resolve()} --config-name best_config")
-    tags = {"state": "finished", "stop_reason": reason, "trials.complete": counts["complete"], "trials.pruned": counts["pruned"], "trials.failed": counts["fail"]}
-    if best is not None:
-        tags["best_trial"] = best.number
-    tracker.close_parent("FINISHED", metrics=metrics, tags=tags, texts=texts)
+    with tempfile.TemporaryDirectory(prefix="nnsearch-report-") as tmp:
+        artifacts = Path(tmp)
+        top_k = int(_setting(cfg, "report.top_k", 10))
+        table = leaderboard.rows(ranking, top_k=top_k)
+        if table:
+            write_csv(table, artifacts / "leaderboard.csv")
+        if chosen is None:
+            lines.append("No trial completed" + (" with all constraints met" if ranking.trials else "") + ", so there is no best configuration.")
+        elif ranking.multi:
+            front = leaderboard.rows(leaderboard.Ranking(ranking.metrics, ranking.directions, ranking.front, ranking.front, ranking.pick_metric))
+            write_csv(front, artifacts / "pareto_front.csv")
+            goals = ", ".join(f"{m} ({d})" for m, d in zip(ranking.metrics, ranking.directions))
+            lines.append(f"Pareto front: {len(ranking.front)} trial(s) that no other trial beats on every objective: {goals}")
+            lines.append(leaderboard.format_table(front, ranking.metrics))
+            lines.append(f"Chosen for best_config.yaml (report.pareto_pick={ranking.pick_metric}): trial {chosen.number}")
+        else:
+            lines.append(f"Best trial {chosen.number}: {metrics_names[0]} = {chosen.value:.4f} ({ranking.directions[0]})")
+            for name, value in chosen.params.items():
+                lines.append(f"  {name} = {value}")
+        if chosen is not None:
+            lines.append("Cross-validated metrics of trial %d (mean ± std over folds):" % chosen.number)
+            for key, value in chosen.user_attrs.items():
+                if key.startswith("cv/") and not key.endswith("_std"):
+                    std = chosen.user_attrs.get(f"{key}_std", float("nan"))
+                    lines.append(f"  {key[3:]:<10} {value:.4f} ± {std:.4f}")
+                    metrics[f"best/{key[3:]}"] = value
+                    metrics[f"best/{key[3:]}_std"] = std
+            texts = export_configs(cfg, ranking, output_dir())
+            export_configs(cfg, ranking, artifacts)
+            path = output_dir() / "best_config.yaml"
+            lines.append(f"Best configuration: {path}" + (f" (and {len(texts) - 1} Pareto trial(s) in {path.parent / 'pareto'})" if ranking.multi else ""))
+            lines.append(f"  reproduce: python -m nnsearch --config-path {path.parent.resolve()} --config-name best_config")
+            if not ranking.multi and len(ranking.trials) > 1:
+                lines.append(f"Leaderboard (top {min(top_k, len(ranking.trials))} of {len(ranking.trials)} complete trials):")
+                lines.append(leaderboard.format_table(table[:top_k], ranking.metrics))
+        if _setting(cfg, "report.study_plots", True) and counts["complete"]:
+            from nnsearch.study_plots import write_study_plots
+
+            write_study_plots(study, artifacts / "plots", metrics=metrics_names, pick=ranking.pick_metric)
+        if chosen is not None and _setting(cfg, "final.retrain", True):
+            lines += _final_model(cfg, tracker, p, ranking, metrics)
+        tags = {"state": "finished", "stop_reason": reason, "trials.complete": counts["complete"], "trials.pruned": counts["pruned"], "trials.failed": counts["fail"]}
+        if chosen is not None:
+            tags["best_trial"] = chosen.number
+            if ranking.multi:
+                tags["pareto_trials"] = ",".join(str(t.number) for t in ranking.front)
+        tracker.close_parent("FINISHED", metrics={k: v for k, v in metrics.items() if _finite(v)}, tags=tags, artifacts=artifacts)
     lines.append(f"Optuna storage: {redact(cfg.study.storage) if cfg.study.storage else 'optuna.journal'} (study '{study.study_name}')")
-    lines.append(f"MLflow: {tracker.uri}, {tracker.run_url()}; browse with `mlflow ui`" + (f" --backend-store-uri {tracker.uri}" if tracker.uri != "sqlite:///mlflow.db" else ""))
+    lines.append(f"MLflow: {tracker.uri}, {tracker.run_url()}; browse with `mlflow ui --backend-store-uri {tracker.uri}`")
     print("\n".join(lines), flush=True)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _final_model(cfg: DictConfig, tracker: Any, p: dict[str, Any], ranking: Any, metrics: dict[str, float]) -> list[str]:
+    """Retrain the chosen trial on all development rows, score it on the test split, log it.
+
+    A failure here is reported, not raised: the study itself is complete and recorded.
+    """
+    from nnsearch.final_model import fit_final, final_epochs, log_final_model
+
+    chosen = ranking.chosen
+    trial_cfg = best_config(cfg, chosen.params, chosen.number)
+    seed = int(trial_cfg.seed) * 1000  # the seed of the chosen trial's fold 0
+    try:
+        fit = fit_final(trial_cfg, p["data"], p["test"], seed=seed, epochs=final_epochs(cfg, chosen, len(p["folds"])))
+        register = _setting(cfg, "final.register_name", None)
+        run_id = log_final_model(tracker, fit, p["data"], trial=chosen, params=chosen.params, register_name=register, log_model=bool(_setting(cfg, "final.log_model", True)))
+    except Exception as err:  # noqa: BLE001 - the search's results stand without the final model
+        log.warning("final model: retraining trial %d failed: %s", chosen.number, err)
+        return [f"Final model: retraining failed ({err})"]
+    lines = [f"Final model: trial {chosen.number} retrained on all {fit.n_train} development rows ({fit.epochs} epochs), MLflow run {run_id}"]
+    if fit.test_metrics:
+        lines.append(f"Held-out test split ({fit.n_test} rows, never seen by any trial) beside the CV estimate:")
+        for name, value in fit.test_metrics.items():
+            metrics[f"test/{name}"] = value
+            cv, std = chosen.user_attrs.get(f"cv/{name}"), chosen.user_attrs.get(f"cv/{name}_std")
+            beside = f"   (CV {cv:.4f} ± {std:.4f})" if cv is not None and std is not None else ""
+            lines.append(f"  {name:<10} {value:.4f}{beside}")
+    else:
+        lines.append("  no held-out test split (cv.test_size=0): only the CV estimate is available")
+    if register := _setting(cfg, "final.register_name", None):
+        lines.append(f"  registered as MLflow model '{register}'")
+    return lines

@@ -10,15 +10,29 @@ Metric names, the same in every trial so MLflow's compare view lines them up:
 - ``val/loss``, ``val/{metric}``: the mean over folds per epoch
 - ``fold{k}/{metric}``: every metric at the end of fold k
 - ``cv/{metric}`` and ``cv/{metric}_std``: mean and standard deviation over folds
+- ``artifacts_s``: seconds spent drawing the trial's plots (to keep an eye on their cost)
 - on the parent run, ``trials/{objective}`` per trial (step = trial number; one curve per objective
   of a multi-objective study) and ``best/{metric}``
+
+Artifacts are written to a temporary folder and uploaded with one ``log_artifacts`` call per run:
+per trial ``config.yaml``, ``tables/fold_metrics.csv`` and the plots of :mod:`nnsearch.trial_plots`
+(``tracking.trial_plots``: ``complete`` draws them for complete trials only, ``all`` for pruned and
+failed ones too, ``none`` never). The parent run gets the environment (:mod:`nnsearch.environment`)
+when it is created and the study's report (:mod:`nnsearch.report`) when it ends.
 """
 
 from __future__ import annotations
 
+import logging
+import tempfile
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
+
+from nnsearch.errors import NNSearchError
+
+log = logging.getLogger("nnsearch")
 
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
 TRIAL_RUN_ATTR = "mlflow_run_id"
@@ -33,9 +47,25 @@ def _param_value(value: Any) -> str:
 
 
 class Tracker:
-    """Writes a study's runs through ``MlflowClient`` (no global fluent-API state)."""
+    """Writes a study's runs through ``MlflowClient`` (no global fluent-API state).
 
-    def __init__(self, uri: str, experiment: str) -> None:
+    Args:
+        uri: the MLflow tracking URI.
+        experiment: the experiment (one per study), created or restored as needed.
+        trial_plots: ``complete`` (default), ``all`` or ``none``: which trials get figures.
+        task: ``binary``, ``multiclass`` or ``regression`` for the diagnostic plots; inferred
+            from the predictions when None.
+        classes: class labels for the confusion matrix and one-vs-rest curves.
+    """
+
+    def __init__(self, uri: str, experiment: str, *, trial_plots: str | bool = "complete", task: str | None = None, classes: tuple = ()) -> None:
+        from nnsearch.trial_plots import PLOT_MODES
+
+        if trial_plots is True or trial_plots is False:
+            trial_plots = "complete" if trial_plots else "none"
+        if trial_plots not in PLOT_MODES:
+            raise NNSearchError(f"tracking.trial_plots must be one of {', '.join(PLOT_MODES)}, got {trial_plots!r}.")
+        self.trial_plots, self.task, self.classes = trial_plots, task, tuple(classes)
         from mlflow.exceptions import MlflowException
         from mlflow.tracking import MlflowClient
 
@@ -71,6 +101,7 @@ class Tracker:
                     self.client.update_run(run_id, status="RUNNING")
                     self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
                     self.parent_run_id = run_id
+                    self._log_environment(run_id)  # the resuming process may run elsewhere
                     return run_id, True
             except MlflowException:
                 pass  # the run was deleted or the store changed: start a new parent
@@ -81,7 +112,21 @@ class Tracker:
         self.client.log_batch(run_id, params=[Param(k, _param_value(v)) for k, v in params.items()])
         study.set_user_attr(PARENT_RUN_ATTR, run_id)
         self.parent_run_id = run_id
+        self._log_environment(run_id)
         return run_id, False
+
+    def _log_environment(self, run_id: str) -> None:
+        """System, package versions and the user's git commit: tags plus ``environment.json``."""
+        from mlflow.entities import RunTag
+
+        from nnsearch import environment
+
+        try:
+            info = environment.describe()
+            self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in environment.tags(info).items()])
+            self.client.log_dict(run_id, info, "environment.json")
+        except Exception as err:  # provenance is useful, never essential
+            log.warning("could not record the environment on the MLflow parent run: %s", err)
 
     def log_trial(
         self,
@@ -96,7 +141,48 @@ class Tracker:
         objectives: Mapping[str, float] | None = None,
         config_yaml: str | None = None,
     ) -> str:
-        """Create the trial's child run with everything it produced, then close it."""
+        """Create the trial's child run with everything it produced, then close it.
+
+        Three store calls at most: one ``log_batch``, one ``log_artifacts`` and the status update
+        (plus one ``log_batch`` of ``trials/*`` on the parent run).
+        """
+        from mlflow.entities import Metric, Param, RunTag
+
+        with tempfile.TemporaryDirectory(prefix="nnsearch-trial-") as tmp:
+            started = time.perf_counter()
+            files = self._trial_artifacts(Path(tmp), state, folds, config_yaml)
+            cv = {**cv, "artifacts_s": time.perf_counter() - started} if files else cv
+            return self._log_trial(
+                number=number, state=state, params=params, folds=folds, cv=cv, tags=tags, start_ms=start_ms, objectives=objectives, artifacts=Path(tmp) if files else None
+            )
+
+    def _trial_artifacts(self, out: Path, state: str, folds: list[Any], config_yaml: str | None) -> list[Path]:
+        from nnsearch.trial_plots import write_trial_artifacts
+
+        files = []
+        if config_yaml is not None:
+            (out / "config.yaml").write_text(config_yaml)
+            files.append(out / "config.yaml")
+        plots = self.trial_plots == "all" or (self.trial_plots == "complete" and state == "COMPLETE")
+        try:
+            files += write_trial_artifacts(folds, out, plots=plots, task=self.task, classes=self.classes)
+        except Exception as err:  # a figure must never lose the trial's record
+            log.warning("plots of a trial failed: %s", err)
+        return files
+
+    def _log_trial(
+        self,
+        *,
+        number: int,
+        state: str,
+        params: Mapping[str, Any],
+        folds: list[Any],
+        cv: Mapping[str, float],
+        tags: Mapping[str, str],
+        start_ms: int,
+        objectives: Mapping[str, float] | None,
+        artifacts: Path | None,
+    ) -> str:
         from mlflow.entities import Metric, Param, RunTag
 
         end_ms = _now_ms()
@@ -123,8 +209,8 @@ class Tracker:
             params=[Param(k, _param_value(v)) for k, v in params.items()],
             tags=[RunTag(k, str(v)) for k, v in {"state": state, **tags}.items()],
         )
-        if config_yaml is not None:
-            self.client.log_text(run_id, config_yaml, "config.yaml")
+        if artifacts is not None:
+            self.client.log_artifacts(run_id, str(artifacts))
         if objectives and self.parent_run_id:
             self.client.log_batch(
                 self.parent_run_id, metrics=[Metric(f"trials/{k}", float(v), end_ms, number) for k, v in objectives.items()]
@@ -140,8 +226,12 @@ class Tracker:
         metrics: Mapping[str, float] | None = None,
         tags: Mapping[str, str] | None = None,
         texts: Mapping[str, str] | None = None,
+        artifacts: Path | None = None,
     ) -> None:
-        """Record the study's outcome on its parent run and end it (FINISHED, FAILED or KILLED)."""
+        """Record the study's outcome on its parent run and end it (FINISHED, FAILED or KILLED).
+
+        ``artifacts``: a folder uploaded as is, in one call (the report's tables and plots).
+        """
         from mlflow.entities import Metric, RunTag
 
         if self.parent_run_id is None:
@@ -154,6 +244,8 @@ class Tracker:
         )
         for path, text in (texts or {}).items():
             self.client.log_text(self.parent_run_id, text, path)
+        if artifacts is not None and any(artifacts.iterdir()):
+            self.client.log_artifacts(self.parent_run_id, str(artifacts))
         self.client.set_terminated(self.parent_run_id, status)
 
     def run_url(self) -> str:

@@ -1,0 +1,184 @@
+"""Commands that act on a finished (or interrupted) study: ``python -m nnsearch +study=NAME command=X``.
+
+- ``leaderboard``: the top ``report.top_k`` complete trials, CV mean ± std, parameters (the
+  Pareto front marked with ``*`` for several objectives).
+- ``export``: ``best_config.yaml`` (and ``pareto/trial-NNNN.yaml``) into the Hydra output folder.
+- ``seeds``: the chosen configuration cross-validated (and, with a test split, retrained and
+  tested) with ``final.seeds`` seeds; mean ± std over seeds, printed and logged as a ``seeds``
+  child run of the study's parent run. Seed 0 is the trial's own, so its CV score repeats the trial.
+- ``final``: retrain the chosen configuration and log the MLflow model again (e.g. with
+  ``final.register_name=NAME`` to register it).
+
+The study is found by ``study.name`` and ``study.storage`` as given on the command line. Its
+configuration comes from the study itself (stored when the study ran), so the trials' settings
+are used even when the command line does not repeat every override; ``report.*``, ``final.*``,
+``study.storage`` and ``tracking.uri`` of the command line apply.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from nnsearch.errors import NNSearchError
+
+log = logging.getLogger("nnsearch")
+
+
+def run_command(cfg: DictConfig) -> None:
+    """Dispatch ``cfg.command``; an unknown one lists the choices."""
+    name = str(cfg.command)
+    if name not in COMMANDS:
+        raise NNSearchError(f"Unknown command '{name}'; choose one of run, {', '.join(COMMANDS)}.")
+    COMMANDS[name](cfg)
+
+
+def load_finished_study(cfg: DictConfig) -> tuple[Any, DictConfig]:
+    """The Optuna study named by the config, and the configuration its trials ran with."""
+    import optuna
+
+    from nnsearch.app import optuna_logging_to_warnings
+    from nnsearch.report import CONFIG_ATTR
+    from nnsearch.storage import open_storage, redact
+
+    optuna_logging_to_warnings()
+    storage = open_storage(cfg.study.storage)
+    try:
+        study = optuna.load_study(study_name=cfg.study.name, storage=storage)
+    except KeyError:
+        names = optuna.get_all_study_names(storage)
+        where = redact(cfg.study.storage) if cfg.study.storage else "./optuna.journal"
+        raise NNSearchError(
+            f"No study '{cfg.study.name}' in {where}; studies there: {', '.join(names) or 'none'} (set +study=NAME or study.name=...)."
+        ) from None
+    stored = study.user_attrs.get(CONFIG_ATTR)
+    if stored is None:
+        log.warning("study '%s' has no stored configuration (it never reached its end); using the command line's", study.study_name)
+        return study, cfg
+    ran = OmegaConf.create(stored)
+    for key in ("report", "final"):
+        if cfg.get(key) is not None:
+            OmegaConf.update(ran, key, cfg[key], merge=False)
+    OmegaConf.update(ran, "study.storage", cfg.study.storage, merge=False)
+    OmegaConf.update(ran, "tracking.uri", cfg.tracking.uri, merge=False)
+    OmegaConf.update(ran, "command", "run", merge=False)
+    return study, ran
+
+
+def _ranking(study: Any, cfg: DictConfig) -> Any:
+    from nnsearch import leaderboard
+    raw = cfg.study.metric
+    metrics = [str(m) for m in (raw if OmegaConf.is_list(raw) or isinstance(raw, (list, tuple)) else [raw])]
+    if len(metrics) != len(study.directions):
+        metrics = None
+    ranking = leaderboard.rank(study, metrics=metrics, pick=OmegaConf.select(cfg, "report.pareto_pick", default=None))
+    if ranking.chosen is None:
+        raise NNSearchError(f"Study '{study.study_name}' has no complete trial yet; run it first: python -m nnsearch +study={cfg.study.name}")
+    return ranking
+
+
+def show_leaderboard(cfg: DictConfig) -> None:
+    from nnsearch import leaderboard
+
+    study, ran = load_finished_study(cfg)
+    ranking = _ranking(study, ran)
+    top_k = int(OmegaConf.select(ran, "report.top_k", default=10) or 10)
+    table = leaderboard.rows(ranking, top_k=top_k)
+    goals = ", ".join(f"{m} ({d})" for m, d in zip(ranking.metrics, ranking.directions))
+    print(f"Study '{study.study_name}': {len(ranking.trials)} complete trials, objective(s) {goals}; top {len(table)}:")
+    if ranking.multi:
+        print(f"* = on the Pareto front ({len(ranking.front)} trials); order: report.pareto_pick={ranking.pick_metric}")
+    print(leaderboard.format_table(table, ranking.metrics), flush=True)
+
+
+def export(cfg: DictConfig) -> None:
+    from nnsearch.report import export_configs, output_dir
+
+    study, ran = load_finished_study(cfg)
+    ranking = _ranking(study, ran)
+    out = output_dir()
+    texts = export_configs(ran, ranking, out)
+    print(f"Exported trial {ranking.chosen.number} of study '{study.study_name}': {out / 'best_config.yaml'}")
+    for rel in texts:
+        if rel != "best_config.yaml":
+            print(f"  Pareto trial: {out / rel}")
+    print(f"  reproduce: python -m nnsearch --config-path {out.resolve()} --config-name best_config", flush=True)
+
+
+def _tracker_of(study: Any, ran: DictConfig) -> Any:
+    """A tracker writing under the study's existing parent run (not reopened, not re-closed)."""
+    from nnsearch.app import absolute_tracking_uri
+    from nnsearch.tracking import PARENT_RUN_ATTR, Tracker
+
+    tracker = Tracker(absolute_tracking_uri(ran.tracking.uri), ran.tracking.experiment)
+    tracker.parent_run_id = study.user_attrs.get(PARENT_RUN_ATTR)
+    return tracker
+
+
+def seeds(cfg: DictConfig) -> None:
+    """Cross-validate (and test) the chosen configuration with several seeds: is it robust?"""
+    from mlflow.entities import Metric, Param, RunTag
+
+    from nnsearch.app import _prepare
+    from nnsearch.final_model import final_epochs, fit_final
+    from nnsearch.objective import summarize_folds
+    from nnsearch.report import best_config, output_dir
+    from nnsearch.trial_plots import write_csv
+    from nnsearch.training import fit_folds
+
+    study, ran = load_finished_study(cfg)
+    ranking = _ranking(study, ran)
+    chosen = ranking.chosen
+    n = int(OmegaConf.select(ran, "final.seeds", default=3) or 3)
+    if n < 1:
+        raise NNSearchError(f"final.seeds must be a positive integer, got {n}.")
+    base_cfg = best_config(ran, chosen.params, chosen.number)
+    p = _prepare(base_cfg)
+    epochs = final_epochs(ran, chosen, len(p["folds"]))
+    table = []
+    for i in range(n):
+        seed = int(base_cfg.seed) + i
+        cv = summarize_folds(fit_folds(base_cfg, p["data"], p["folds"], seed=seed, epoch_metrics=p["epoch_metrics"], results=[]))
+        row: dict[str, Any] = {"seed": seed, **{k: v for k, v in cv.items() if not k.endswith("_std")}}
+        if p["test"] is not None:
+            fit = fit_final(base_cfg, p["data"], p["test"], seed=seed * 1000, epochs=epochs)
+            row.update({f"test/{k}": v for k, v in fit.test_metrics.items()})
+        table.append(row)
+        log.info("seed %d: %s", seed, ", ".join(f"{k} = {v:.4f}" for k, v in row.items() if k != "seed" and k.split("/")[-1] in ranking.metrics))
+    keys = [k for k in table[0] if k != "seed"]
+    summary = {k: (float(np.mean([r[k] for r in table])), float(np.std([r[k] for r in table]))) for k in keys}
+    print(f"Trial {chosen.number} of study '{study.study_name}' with {n} seeds ({table[0]['seed']}..{table[-1]['seed']}): mean ± std over seeds")
+    for key, (mean, std) in summary.items():
+        print(f"  {key:<16} {mean:.4f} ± {std:.4f}")
+    path = write_csv(table + [{"seed": "mean", **{k: m for k, (m, _) in summary.items()}}, {"seed": "std", **{k: s for k, (_, s) in summary.items()}}], output_dir() / "seeds.csv")
+    print(f"Per seed: {path}", flush=True)
+    tracker = _tracker_of(study, ran)
+    if tracker.parent_run_id:
+        run = tracker.client.create_run(
+            tracker.experiment_id, run_name=f"seeds-trial-{chosen.number:04d}", tags={"mlflow.parentRunId": tracker.parent_run_id, "nnsearch.role": "seeds"}
+        )
+        metrics = [Metric(f"seeds/{k}", m, 0, 0) for k, (m, _) in summary.items()] + [Metric(f"seeds/{k}_std", s, 0, 0) for k, (_, s) in summary.items()]
+        tracker.client.log_batch(run.info.run_id, metrics=metrics, params=[Param("trial", str(chosen.number)), Param("seeds", str(n))], tags=[RunTag("state", "COMPLETE")])
+        tracker.client.log_artifact(run.info.run_id, str(path))
+        tracker.client.set_terminated(run.info.run_id, "FINISHED")
+
+
+def final(cfg: DictConfig) -> None:
+    """Retrain the chosen configuration and log (and optionally register) the MLflow model."""
+    from nnsearch.app import _prepare
+    from nnsearch.report import _final_model, best_config
+
+    study, ran = load_finished_study(cfg)
+    ranking = _ranking(study, ran)
+    p = _prepare(best_config(ran, ranking.chosen.params, ranking.chosen.number))
+    tracker = _tracker_of(study, ran)
+    if not tracker.parent_run_id:
+        raise NNSearchError(f"Study '{study.study_name}' has no MLflow parent run in {tracker.uri}; run the study first.")
+    print("\n".join(_final_model(ran, tracker, p, ranking, {})), flush=True)
+
+
+COMMANDS: dict[str, Callable[[DictConfig], None]] = {"leaderboard": show_leaderboard, "export": export, "seeds": seeds, "final": final}

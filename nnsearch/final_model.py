@@ -1,0 +1,222 @@
+"""The study's answer as a model: the chosen configuration retrained on all development rows,
+scored once on the held-out test split, and logged to MLflow as a loadable model.
+
+Why retrain: each trial's models saw only ``(k-1)/k`` of the development rows; the final model
+sees all of them. The test split (``cv.test_size``) was set aside before any fold existed, so its
+score is an unbiased estimate to put beside the (optimistically selected) CV score.
+
+Nothing decides on the test rows: early stopping is turned off and the model trains for the number
+of epochs the chosen trial's folds trained on average, and the per-epoch validation that Lightning
+runs (and ``ReduceLROnPlateau`` reads) is fed the training rows. The seed is that of the chosen
+trial's fold 0.
+
+The MLflow model (``mlflow.pyfunc``) takes raw feature arrays shaped like the data set's samples,
+applies the scaler fitted on the development rows, and returns a DataFrame: ``prediction`` (the
+class label, or the value in target units) and, for classification, ``proba_<label>`` per class.
+It carries a signature, an input example and nnsearch's code, and can be registered under
+``final.register_name``.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import mlflow.pyfunc
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger("nnsearch")
+SUPERVISED_TASKS = ("binary", "multiclass", "regression")
+
+
+@dataclass
+class FinalFit:
+    module: Any
+    scaler: Any
+    test_metrics: dict[str, float]
+    epochs: int
+    seed: int
+    n_train: int
+    n_test: int
+
+
+def final_epochs(cfg: DictConfig, trial: Any | None, n_folds: int) -> int:
+    """The chosen trial's mean epochs per fold (early stopping may have cut folds short)."""
+    epochs = trial.user_attrs.get("epochs") if trial is not None else None
+    if epochs and n_folds:
+        return max(1, round(epochs / n_folds))
+    return int(cfg.trainer.max_epochs)
+
+
+def fit_final(cfg: DictConfig, dev: Any, test: Any | None, *, seed: int, epochs: int) -> FinalFit:
+    """Train ``cfg`` on every row of ``dev``; evaluate on ``test`` when there is one."""
+    import torch
+
+    from nnsearch.batches import TensorBatches
+    from nnsearch.cv import fit_scaler, prepare_fold
+    from nnsearch.models.build import build_module
+    from nnsearch.training import VAL_BATCH, make_trainer
+
+    cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    OmegaConf.update(cfg, "trainer.max_epochs", int(epochs), merge=False)
+    if cfg.trainer.get("early_stopping") is not None:
+        OmegaConf.update(cfg, "trainer.early_stopping.patience", None, merge=False)
+    n_dev = len(dev.y)
+    both = dev if test is None else replace(dev, X=np.concatenate([dev.X, test.X]), y=np.concatenate([dev.y, test.y]))
+    train_idx = np.arange(n_dev)
+    test_idx = np.arange(n_dev, len(both.y)) if test is not None else train_idx
+    scaler_kind = cfg.data.get("scaler") or dev.scaler
+    fold = prepare_fold(both, 0, train_idx, test_idx, scaler_kind)
+    torch.manual_seed(seed)
+    module = build_module(cfg, dev, fold, [])
+    trainer = make_trainer(cfg, [])
+    batches = TensorBatches(fold.x_train, fold.y_train, int(cfg.data.batch_size), generator=torch.Generator().manual_seed(seed))
+    monitor = TensorBatches(fold.x_train, fold.y_train, VAL_BATCH)  # never the test rows
+    trainer.fit(module, train_dataloaders=batches, val_dataloaders=monitor)
+    metrics = module.evaluate(fold.x_val, fold.y_val_scaled) if test is not None else {}
+    return FinalFit(module, fit_scaler(scaler_kind, dev.X), metrics, int(epochs), seed, n_dev, 0 if test is None else len(test.y))
+
+
+with warnings.catch_warnings():  # MLflow warns at class creation that predict has no type hints:
+    warnings.simplefilter("ignore")  # they are left out on purpose (they would become the schema)
+
+    class NNSearchModel(mlflow.pyfunc.PythonModel):
+        """The pyfunc wrapper: raw features in, predictions (and class probabilities) out."""
+
+        def __init__(self, net: Any, task: str, classes: tuple, target_scale: tuple[float, float], scaler: Any, input_shape: tuple[int, ...]) -> None:
+            self.net, self.task, self.classes = net.cpu().eval(), task, tuple(classes)
+            self.target_scale, self.scaler, self.input_shape = target_scale, scaler, tuple(input_shape)
+
+        def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201 - MLflow reads type hints as a schema
+            """``model_input``: an array (or DataFrame) of raw samples; returns a DataFrame."""
+            import pandas as pd
+            import torch
+
+            x = np.asarray(model_input, dtype=np.float32).reshape(-1, *self.input_shape)
+            if self.scaler is not None:
+                table = x.reshape(-1, x.shape[-1]) if x.ndim == 3 else x.reshape(len(x), -1)
+                x = self.scaler.transform(table).reshape(x.shape).astype(np.float32)
+            with torch.no_grad():
+                out = self.net(torch.as_tensor(x)).float()
+            if self.task == "regression":
+                mean, std = self.target_scale
+                return pd.DataFrame({"prediction": (out.squeeze(-1) * std + mean).numpy().astype(np.float64)})
+            if self.task == "binary":
+                p1 = torch.sigmoid(out.squeeze(-1)).numpy().astype(np.float64)
+                proba = np.stack([1 - p1, p1], axis=1)
+            else:
+                proba = torch.softmax(out, dim=-1).numpy().astype(np.float64)
+            labels = np.asarray(self.classes, dtype=object)[proba.argmax(axis=1)]
+            frame = pd.DataFrame({"prediction": [_plain(v) for v in labels]})
+            for k, label in enumerate(self.classes):
+                frame[f"proba_{label}"] = proba[:, k]
+            return frame
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+def pyfunc_model(fit: FinalFit, dev: Any) -> NNSearchModel:
+    """The pyfunc wrapper around the final network, its scaler and the class labels."""
+    return NNSearchModel(fit.module.net, dev.task.value, dev.classes, getattr(fit.module, "target_scale", (0.0, 1.0)), fit.scaler, dev.input_shape)
+
+
+class _Quiet:
+    """MLflow prints lines about registering, pickling and environment inference while logging a
+    model; the report already says what was logged, so only errors get through."""
+
+    def __enter__(self) -> None:
+        self.levels = {name: logging.getLogger(name).level for name in ("mlflow", "alembic")}
+        for name in self.levels:
+            logging.getLogger(name).setLevel(logging.ERROR)
+        self.warnings = warnings.catch_warnings()
+        self.warnings.__enter__()
+        warnings.simplefilter("ignore")
+
+    def __exit__(self, *exc: Any) -> None:
+        self.warnings.__exit__(*exc)
+        for name, level in self.levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def log_final_model(tracker: Any, fit: FinalFit, dev: Any, *, trial: Any | None, params: dict[str, Any], register_name: str | None = None, log_model: bool = True) -> str:
+    """A ``final-model`` child run of the study: test metrics, params and the pyfunc model.
+
+    Returns the child run id; its tag ``model_uri`` says where the model is
+    (``mlflow.pyfunc.load_model(uri)``). The model is logged only for supervised tasks (the others have no
+    single prediction to serve).
+    """
+    import mlflow
+    from mlflow.entities import Metric, Param, RunTag
+
+    from nnsearch.tracking import _now_ms, _param_value
+
+    run = tracker.client.create_run(
+        tracker.experiment_id,
+        run_name="final-model",
+        tags={"mlflow.parentRunId": tracker.parent_run_id, "nnsearch.role": "final", "optuna.trial_number": str(trial.number) if trial else ""},
+    )
+    run_id = run.info.run_id
+    now = _now_ms()
+    tracker.client.log_batch(
+        run_id,
+        metrics=[Metric(f"test/{k}", float(v), now, 0) for k, v in fit.test_metrics.items()],
+        params=[Param(k, _param_value(v)) for k, v in {**params, "seed": fit.seed, "epochs": fit.epochs, "rows.train": fit.n_train, "rows.test": fit.n_test}.items()],
+        tags=[RunTag("state", "COMPLETE")],
+    )
+    status = "FINISHED"
+    try:
+        if log_model and dev.task.value in SUPERVISED_TASKS:
+            _log_pyfunc(tracker.uri, run_id, fit, dev, register_name)
+        elif log_model:
+            log.info("final model: not logged as an MLflow model (task %s has no single prediction to serve)", dev.task.value)
+    except Exception:
+        status = "FAILED"
+        raise
+    finally:
+        tracker.client.set_terminated(run_id, status)
+        if mlflow.active_run() is not None:
+            mlflow.end_run(status)
+    return run_id
+
+
+def _log_pyfunc(uri: str, run_id: str, fit: FinalFit, dev: Any, register_name: str | None) -> None:
+    import mlflow
+    from mlflow.models import infer_signature
+
+    import nnsearch
+
+    example = np.asarray(dev.X[:5], dtype=np.float32)
+    with _Quiet():
+        model = pyfunc_model(fit, dev)
+        signature = infer_signature(example, model.predict(None, example))
+    requirements = [f"{name}=={version}" for name, version in _requirements().items()]
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        with _Quiet(), mlflow.start_run(run_id=run_id):
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=model,
+                signature=signature,
+                input_example=example,
+                pip_requirements=requirements,
+                code_paths=[str(Path(nnsearch.__file__).parent)],
+                registered_model_name=register_name or None,
+            )
+            mlflow.set_tag("model_uri", info.model_uri)  # models:/<id>, or runs:/<run id>/model
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
+def _requirements() -> dict[str, str]:
+    """Pinned versions of what the model needs to load (no slow environment inference)."""
+    from nnsearch.environment import package_versions
+
+    names = ("torch", "numpy", "pandas", "scikit-learn", "mlflow", "cloudpickle", "omegaconf", "hydra-core", "lightning", "torchmetrics")
+    return package_versions(names)
