@@ -74,7 +74,7 @@ def _prepare(cfg: DictConfig) -> dict[str, Any]:
     data, test = holdout_split(data, test_size=cfg.cv.get("test_size", 0.0), seed=cfg.cv.seed, stratified=cfg.cv.stratified)
     splits = make_splits(data, folds=cfg.cv.folds, seed=cfg.cv.seed, shuffle=cfg.cv.shuffle, stratified=cfg.cv.stratified)
     folds = FoldCache(data, splits)
-    _smoke_test(cfg, data, folds)
+    _smoke_test(cfg, data, folds, space)
     grid = space.grid() if "GridSampler" in str(cfg.sampler.get("_target_", "")) else None
     sampler = build_sampler(cfg, grid)
     pruner = build_pruner(cfg)
@@ -157,20 +157,32 @@ def _no_traceback_for_failed_trials(record: logging.LogRecord) -> bool:
     return True
 
 
-def _smoke_test(cfg: DictConfig, data: Any, folds: Any) -> None:
-    """Build the base model and pass two rows through it, so a shape mismatch fails before trial 0."""
+def _smoke_test(cfg: DictConfig, data: Any, folds: Any, space: Any = None) -> None:
+    """Build the base model (and every searched family) and pass two rows through it, so a shape
+    mismatch fails before trial 0."""
     import torch
 
     from nnsearch.models.build import build_module
 
+    from nnsearch.search_space import SearchSpace
+
     fold = folds.get(0)
-    module = build_module(cfg, data, fold, [])
-    try:
-        with torch.no_grad():
-            module.eval()(fold.x_train[:2])
-    except (RuntimeError, ValueError) as err:
-        first = str(err).splitlines()[0]
-        raise NNSearchError(f"model {cfg.model._target_} cannot process samples of shape {data.input_shape}: {first}") from None
+    configs = [cfg]
+    if space is not None:  # every family a trial may choose must be able to read the data
+        configs += [SearchSpace.apply(cfg, {"model": choice}) for choice in model_choices(space)]
+    for config in configs:
+        module = build_module(config, data, fold, [])
+        try:
+            with torch.no_grad():
+                module.eval()(fold.x_train[:2])
+        except (RuntimeError, ValueError) as err:
+            first = str(err).splitlines()[0]
+            raise NNSearchError(f"model {config.model._target_} cannot process samples of shape {data.input_shape}: {first}") from None
+
+
+def model_choices(space: Any) -> list[str]:
+    """The model families a searched ``model`` choice may pick (empty when the family is fixed)."""
+    return [str(c) for p in space.parameters if p.path == "model" for c in p.distribution.choices]
 
 
 def absolute_tracking_uri(uri: str) -> str:
@@ -216,7 +228,7 @@ def open_study_and_parent(cfg: DictConfig, p: dict[str, Any], *, worker: bool = 
         "cv.test_size": cfg.cv.get("test_size", 0.0),
         "seed": cfg.seed,
         "data": p["data"].name,
-        "model": type_name(cfg.model),
+        "model": ", ".join(model_choices(p["space"])) or type_name(cfg.model),
         "trainer.max_epochs": cfg.trainer.max_epochs,
         "search_space": ", ".join(par.path for par in p["space"].parameters) or "(empty)",
     }
