@@ -27,6 +27,11 @@ def _run(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    from nnsearch.cli_help import help_text, wants_help
+
+    if wants_help():  # Hydra's help copies the config store once per config group (slow; grows with studies)
+        print(help_text(), end="")
+        return
     register_studies()
     _run()
 

@@ -55,7 +55,7 @@ def _prepare(cfg: DictConfig) -> dict[str, Any]:
     from nnsearch.cv import FoldCache, holdout_split, make_splits
     from nnsearch.objectives import resolve_objectives
     from nnsearch.search_space import SearchSpace
-    from nnsearch.training import quiet_lightning
+    from nnsearch.training import engine_of, quiet_lightning
 
     if cfg.runtime.threads:
         torch.set_num_threads(int(cfg.runtime.threads))
@@ -67,6 +67,7 @@ def _prepare(cfg: DictConfig) -> dict[str, Any]:
         raise NNSearchError(f"study.n_trials must be a positive integer, got {n_trials!r}.")
     if not isinstance(cfg.trainer.max_epochs, int) or cfg.trainer.max_epochs < 1:
         raise NNSearchError(f"trainer.max_epochs must be a positive integer, got {cfg.trainer.max_epochs!r}.")
+    engine_of(cfg)  # a misspelled trainer.engine fails here, not in every trial
     data = build("data", cfg.data)
     objectives = resolve_objectives(cfg.study, data.task)
     space = SearchSpace.from_config(cfg.get("search_space"), cfg)

@@ -22,6 +22,8 @@ nnsearch: hyperparameter search for neural networks (Hydra + Lightning + Optuna 
 Usage:
   python -m nnsearch +study=NAME [KEY=VALUE ...]     run (or resume) a study
   python -m nnsearch +study=NAME --cfg job           print the composed config without running
+  python -m nnsearch +study=NAME launch.workers=2    run it in 2 worker processes (launch.gpus=[0,1] for GPUs)
+  python -m nnsearch command=storage_server study.storage=postgresql://...   gRPC storage proxy for many workers
   python -m nnsearch --hydra-help                     Hydra's own options (multirun, logging, ...)
 
 Any config key can be overridden, e.g. study.n_trials=50 cv.folds=5 trainer.max_epochs=30;
