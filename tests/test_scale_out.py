@@ -168,3 +168,25 @@ def test_workers_through_the_grpc_storage_proxy(run_cli, tmp_path):
             server.wait(timeout=20)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+@pytest.mark.skipif(not _postgres_available(), reason="PostgreSQL on 127.0.0.1:5432 is not reachable")
+def test_workers_log_to_an_mlflow_store_on_postgresql(run_cli, tmp_path):
+    import sqlalchemy
+    from mlflow.tracking import MlflowClient
+
+    with sqlalchemy.create_engine(PG_URL, isolation_level="AUTOCOMMIT").connect() as conn:
+        if not conn.exec_driver_sql("SELECT 1 FROM pg_database WHERE datname = 'nnsearch_mlflow'").first():
+            conn.exec_driver_sql("CREATE DATABASE nnsearch_mlflow")
+    mlflow_uri = "postgresql://postgres@127.0.0.1:5432/nnsearch_mlflow"
+    name = f"pgml_{uuid.uuid4().hex[:8]}"
+    result = run_cli("+study=wine_mlp", "launch.workers=2", "study.n_trials=3", f"study.storage={PG_URL}",
+                     f"study.name={name}", f"tracking.uri={mlflow_uri}", *FAST)
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    runs = client.search_runs([client.get_experiment_by_name(name).experiment_id])
+    parents = [r for r in runs if r.data.tags.get("nnsearch.role") == "study"]
+    children = [r for r in runs if r.data.tags.get("nnsearch.role") == "trial"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert len([c for c in children if c.data.tags["state"] == "COMPLETE"]) == 3
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
