@@ -19,7 +19,7 @@ from nnsearch.search_space import SearchSpace
 from nnsearch.storage import redacted_yaml
 from nnsearch.study import CLAIMED, WORKER_ATTR, worker_id
 from nnsearch.tracking import TRIAL_RUN_ATTR, Tracker
-from nnsearch.training import FoldResult, fit_folds
+from nnsearch.training import FoldResult, fit_fold, fit_folds
 
 log = logging.getLogger("nnsearch")
 
@@ -65,6 +65,8 @@ class Objective:
         self.epoch_metrics = epoch_metrics
         # pruners compare single values, so only a single-objective study reports intermediates
         self.monitor = f"val/{objectives.metrics[0]}" if prune and not objectives.multi else None
+        # the Wilcoxon pruner compares per-fold scores (step = fold), not per-epoch curves
+        self.per_fold = self.monitor is not None and type_name(cfg.pruner) == "WilcoxonPruner"
         self.interruption = interruption or Interruption()
         self.sampler_name, self.pruner_name = type_name(cfg.sampler), type_name(cfg.pruner)
         self.worker = worker_id()
@@ -106,7 +108,10 @@ class Objective:
         try:
             with self.interruption.trial():
                 measured = self._model_metrics(trial_cfg)
-                fit_folds(trial_cfg, self.data, self.folds, seed=seed, epoch_metrics=self.epoch_metrics, trial=trial, monitor=self.monitor, results=results)
+                if self.per_fold:
+                    self._fit_folds_reporting_each(trial, trial_cfg, seed, results)
+                else:
+                    fit_folds(trial_cfg, self.data, self.folds, seed=seed, epoch_metrics=self.epoch_metrics, trial=trial, monitor=self.monitor, results=results)
             cv = summarize_folds(results)
             totals = {**{k[3:]: v for k, v in cv.items() if not k.endswith("_std")}, **measured}
             scores = {m: totals[m] for m in self.objectives.metrics}
@@ -138,6 +143,24 @@ class Objective:
             trial.set_user_attr("epochs", epochs)
             self._track(trial, state, reason, values, trial_cfg, results, start, scores)
             self._log_line(trial, state, reason, scores, time.time() - start, results)
+
+    def _fit_folds_reporting_each(self, trial: Any, trial_cfg: DictConfig, seed: int, results: list[FoldResult]) -> None:
+        """Folds in turn; after each, its final objective is reported at step = fold index.
+
+        This is the scheme of Optuna's WilcoxonPruner: the trial's per-fold scores are paired
+        with the best trial's on the same folds, and it stops once it is significantly worse.
+        """
+        import optuna
+
+        metric = self.objectives.metrics[0]
+        for k in range(len(self.folds)):
+            result = FoldResult(k)
+            results.append(result)
+            fit_fold(trial_cfg, self.data, self.folds.get(k, trial_cfg.data.get("scaler")), seed=seed * 1000 + k,
+                     epoch_metrics=self.epoch_metrics, result=result)
+            trial.report(result.metrics[metric], k)
+            if k < len(self.folds) - 1 and trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after fold {k} (Wilcoxon test against the best trial's folds)")
 
     def _model_metrics(self, trial_cfg: DictConfig) -> dict[str, float]:
         """Size/latency of this trial's network, when an objective or constraint asks for them."""

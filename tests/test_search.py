@@ -121,3 +121,15 @@ def test_multi_objective_study_has_no_single_best_trial(run_in_process):
 
     study = run_in_process("+study=wine_mlp", "study.metric=[accuracy,latency_ms]", "pruner=none", "study.n_trials=2", *TINY)
     assert best_trial(study) is None and study.best_trials
+
+
+def test_wilcoxon_pruner_reports_once_per_fold(run_in_process, tmp_path):
+    study = run_in_process(
+        "+study=digits_mlp", "pruner=wilcoxon", "pruner.n_startup_steps=1", "pruner.p_threshold=0.5", "sampler=random",
+        "study.n_trials=6", "cv.folds=4", "trainer.max_epochs=2", "cv.test_size=0",
+    )
+    for trial in study.get_trials(states=(TrialState.COMPLETE,)):
+        assert sorted(trial.intermediate_values) == [0, 1, 2, 3]
+        assert [trial.intermediate_values[k] for k in range(4)] == pytest.approx(trial.user_attrs["fold_scores"])
+    for trial in study.get_trials(states=(TrialState.PRUNED,)):
+        assert len(trial.intermediate_values) < 4 and trial.user_attrs["epochs"] < 4 * 2
