@@ -33,7 +33,7 @@ def run_command(cfg: DictConfig) -> None:
     """Dispatch ``cfg.command``; an unknown one lists the choices."""
     name = str(cfg.command)
     if name not in COMMANDS:
-        raise NNSearchError(f"Unknown command '{name}'; choose one of run, {', '.join(COMMANDS)}.")
+        raise NNSearchError(f"Unknown command '{name}'; choose one of run, storage_server, {', '.join(COMMANDS)}.")
     COMMANDS[name](cfg)
 
 
