@@ -68,6 +68,9 @@ def _prepare(cfg: DictConfig) -> dict[str, Any]:
     if not isinstance(cfg.trainer.max_epochs, int) or cfg.trainer.max_epochs < 1:
         raise NNSearchError(f"trainer.max_epochs must be a positive integer, got {cfg.trainer.max_epochs!r}.")
     engine_of(cfg)  # a misspelled trainer.engine fails here, not in every trial
+    from nnsearch.fold_pool import parallel_folds
+
+    parallel_folds(cfg, 2, per_fold_pruning=False)  # a bad cv.parallel fails here too
     data = build("data", cfg.data)
     objectives = resolve_objectives(cfg.study, data.task)
     space = SearchSpace.from_config(cfg.get("search_space"), cfg)
@@ -208,10 +211,20 @@ def open_study_and_parent(cfg: DictConfig, p: dict[str, Any], *, worker: bool = 
 
     storage_url = cfg.study.storage
     study = open_study(cfg.study.name, storage_from_config(cfg), directions=p["objectives"].directions, sampler=p["sampler"], pruner=p["pruner"])
-    tracker = Tracker(absolute_tracking_uri(cfg.tracking.uri), cfg.tracking.experiment)
+    data = p["data"]
+    tracker = Tracker(
+        absolute_tracking_uri(cfg.tracking.uri),
+        cfg.tracking.experiment,
+        trial_plots=cfg.tracking.get("trial_plots", "complete"),
+        task=data.task.value if data.task.is_supervised else None,
+        classes=data.classes,
+    )
     if worker:
         tracker.parent_run_id = study.user_attrs.get(PARENT_RUN_ATTR)
         return study, tracker
+    from nnsearch.report import remember_config
+
+    remember_config(study, cfg, p["objectives"].metrics)  # commands then work on an interrupted study too
     queued = enqueue(study, p["warm_start"])
     if queued:
         log.info("warm start: %d configuration(s) queued to run first", queued)
@@ -249,20 +262,38 @@ def _n_workers(cfg: DictConfig) -> int:
 def run_trials_here(cfg: DictConfig, p: dict[str, Any], study: Any, tracker: Any) -> str:
     """Run trials in this process until the study (shared with any other worker) is complete."""
     from nnsearch.interrupt import Interruption
-    from nnsearch.objective import Objective
-    from nnsearch.study import run_trials
+    from nnsearch.objective import Objective, type_name
+    from nnsearch.progress import Progress
+    from nnsearch.study import n_finished, run_trials
 
+    objs = p["objectives"]
+    progress = Progress.from_config(
+        cfg, total=cfg.study.n_trials, done=n_finished(study), metrics=objs.metrics, directions=objs.directions, folds=len(p["folds"])
+    )
     interruption = Interruption()
-    objective = Objective(cfg, p["data"], p["space"], p["folds"], tracker, objectives=p["objectives"], epoch_metrics=p["epoch_metrics"], interruption=interruption)
-    with interruption:
-        return run_trials(
-            study,
-            objective,
-            n_trials=cfg.study.n_trials,
-            timeout=cfg.study.timeout,
-            max_failed_trials=cfg.study.max_failed_trials,
-            interruption=interruption,
-        )
+    pool = None
+    if n_finished(study) < cfg.study.n_trials:
+        from nnsearch.fold_pool import FoldPool
+
+        pool = FoldPool.from_config(cfg, p["data"], p["folds"].splits, per_fold_pruning=type_name(cfg.pruner) == "WilcoxonPruner")
+    objective = Objective(
+        cfg, p["data"], p["space"], p["folds"], tracker, objectives=objs, epoch_metrics=p["epoch_metrics"], interruption=interruption, progress=progress,
+        fold_pool=pool,
+    )
+    try:
+        with interruption:
+            return run_trials(
+                study,
+                objective,
+                n_trials=cfg.study.n_trials,
+                timeout=cfg.study.timeout,
+                max_failed_trials=cfg.study.max_failed_trials,
+                interruption=interruption,
+            )
+    finally:
+        progress.close()
+        if pool is not None:
+            pool.close()
 
 
 def run_study(cfg: DictConfig) -> Any:

@@ -58,6 +58,7 @@ def fit_final(cfg: DictConfig, dev: Any, test: Any | None, *, seed: int, epochs:
 
     from nnsearch.batches import TensorBatches
     from nnsearch.cv import fit_scaler, prepare_fold
+    from nnsearch.ddp import world_size
     from nnsearch.models.build import build_module
     from nnsearch.training import VAL_BATCH, make_trainer
 
@@ -65,6 +66,8 @@ def fit_final(cfg: DictConfig, dev: Any, test: Any | None, *, seed: int, epochs:
     OmegaConf.update(cfg, "trainer.max_epochs", int(epochs), merge=False)
     if cfg.trainer.get("early_stopping") is not None:
         OmegaConf.update(cfg, "trainer.early_stopping.patience", None, merge=False)
+    if world_size(cfg) > 1:  # one model, one device: a DDP launch here would re-run the command line
+        OmegaConf.update(cfg, "trainer.devices", 1, merge=False)
     n_dev = len(dev.y)
     both = dev if test is None else replace(dev, X=np.concatenate([dev.X, test.X]), y=np.concatenate([dev.y, test.y]))
     train_idx = np.arange(n_dev)

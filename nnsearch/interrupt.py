@@ -60,3 +60,20 @@ class Interruption:
     def raise_if_requested(self) -> None:
         if self.requested:
             raise KeyboardInterrupt
+
+
+@contextmanager
+def sigint_ignored() -> Iterator[None]:
+    """Start helper processes inside this: SIG_IGN survives exec, so a Ctrl-C reaches only the parent.
+
+    The parent then stops its helpers itself (DDP ranks, fold processes) instead of each of them
+    printing its own KeyboardInterrupt traceback.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

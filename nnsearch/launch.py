@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from nnsearch.errors import NNSearchError
 from nnsearch.storage import is_journal
@@ -36,24 +36,31 @@ POLL_SECONDS = 0.5
 @dataclass(frozen=True)
 class WorkerSpec:
     index: int
-    gpu: int | None
+    gpu: str | None  # CUDA_VISIBLE_DEVICES of the worker: "3", or "0,1" for a trial that uses DDP on 2 GPUs
     threads: int
 
     def env(self) -> dict[str, str]:
         env = {**os.environ, "OMP_NUM_THREADS": str(self.threads), "MKL_NUM_THREADS": str(self.threads), "PYTHONUNBUFFERED": "1"}
         if self.gpu is not None:
-            env["CUDA_VISIBLE_DEVICES"] = str(self.gpu)
+            env["CUDA_VISIBLE_DEVICES"] = self.gpu
         return env
 
 
+def _gpu_group(entry: Any) -> str:
+    """``3`` -> ``"3"``; ``[0, 1]`` (a worker whose trials train with DDP on two GPUs) -> ``"0,1"``."""
+    if isinstance(entry, (list, tuple, ListConfig)):
+        return ",".join(str(int(g)) for g in entry)
+    return str(int(entry))
+
+
 def worker_plan(cfg: DictConfig) -> list[WorkerSpec]:
-    """One worker per listed GPU (times ``workers_per_gpu``), else ``workers`` CPU workers with the cores divided."""
+    """One worker per listed GPU or GPU group (times ``workers_per_gpu``), else ``workers`` CPU workers with the cores divided."""
     launch = cfg.launch
     gpus = list(launch.gpus) if launch.get("gpus") else []
     if gpus:
         per_gpu = int(launch.workers_per_gpu)
         cpus = max(1, (os.cpu_count() or 1) // (len(gpus) * per_gpu))
-        return [WorkerSpec(i * per_gpu + j, int(g), cpus) for i, g in enumerate(gpus) for j in range(per_gpu)]
+        return [WorkerSpec(i * per_gpu + j, _gpu_group(g), cpus) for i, g in enumerate(gpus) for j in range(per_gpu)]
     n = int(launch.workers)
     threads = int(launch.threads_per_worker or max(1, (os.cpu_count() or 1) // n))
     return [WorkerSpec(i, None, threads) for i in range(n)]
@@ -72,6 +79,16 @@ def check_launch(cfg: DictConfig) -> None:
         )
     if launch.get("gpus") and int(launch.workers_per_gpu) < 1:
         raise NNSearchError(f"launch.workers_per_gpu must be at least 1, got {launch.workers_per_gpu}.")
+    if launch.get("gpus"):
+        from nnsearch.ddp import world_size
+
+        need, groups = world_size(cfg), [_gpu_group(g) for g in launch.gpus]
+        short = [g for g in groups if len(g.split(",")) < need]
+        if short:
+            raise NNSearchError(
+                f"trainer.devices={cfg.trainer.devices} needs {need} GPUs per worker, but launch.gpus gives {short[0]!r}; "
+                f"list groups, e.g. launch.gpus=[[0,1],[2,3]]."
+            )
     if launch.backend == "submitit" and is_journal(cfg.study.storage) and launch.submitit.cluster not in (None, "local", "debug"):
         log.warning("a journal file is shared by SLURM workers only if it sits on a file system every node mounts")
 
@@ -82,6 +99,10 @@ def write_worker_config(cfg: DictConfig, spec: WorkerSpec, folder: Path) -> Path
     worker_cfg.runtime.threads = spec.threads
     worker_cfg.launch.workers = 1
     worker_cfg.launch.gpus = None
+    if OmegaConf.select(worker_cfg, "report.progress") in ("auto", "live"):
+        worker_cfg.report.progress = "plain"  # several workers cannot share one live status line
+    if OmegaConf.select(worker_cfg, "cv.parallel") == "auto":
+        worker_cfg.cv.parallel = 1  # the workers already fill the cores
     if cfg.study.storage is None or is_journal(cfg.study.storage):
         worker_cfg.study.storage = str(Path(cfg.study.storage or "optuna.journal").resolve())
     if str(worker_cfg.tracking.uri).startswith("sqlite:///") and not str(worker_cfg.tracking.uri).startswith("sqlite:////"):

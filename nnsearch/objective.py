@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 from typing import Any
 
@@ -59,6 +60,8 @@ class Objective:
         epoch_metrics: list[str],
         prune: bool = True,
         interruption: Interruption | None = None,
+        progress: Any = None,
+        fold_pool: Any = None,
     ) -> None:
         self.cfg, self.data, self.space, self.folds, self.tracker = cfg, data, space, folds, tracker
         self.objectives = objectives
@@ -68,6 +71,10 @@ class Objective:
         # the Wilcoxon pruner compares per-fold scores (step = fold), not per-epoch curves
         self.per_fold = self.monitor is not None and type_name(cfg.pruner) == "WilcoxonPruner"
         self.interruption = interruption or Interruption()
+        self.progress = progress
+        self.fold_pool = fold_pool  # folds side by side in processes (cv.parallel), or None: in turn
+        # per-epoch updates only feed the live status line; plain and off modes skip the call
+        self.on_epoch = progress.epoch_end if progress is not None and progress.mode == "live" else None
         self.sampler_name, self.pruner_name = type_name(cfg.sampler), type_name(cfg.pruner)
         self.worker = worker_id()
         self.enumerating = self.sampler_name in ("GridSampler", "BruteForceSampler")
@@ -101,6 +108,8 @@ class Objective:
         if skip:
             trial.set_user_attr("skipped", skip)
             raise TrialSkipped(skip)
+        if self.progress is not None:
+            self.progress.trial_started(trial.number)
         trial_cfg = self.space.apply(self.cfg, values)
         seed = int(self.cfg.seed) + trial.number
         results: list[FoldResult] = []
@@ -110,8 +119,10 @@ class Objective:
                 measured = self._model_metrics(trial_cfg)
                 if self.per_fold:
                     self._fit_folds_reporting_each(trial, trial_cfg, seed, results)
+                elif self.fold_pool is not None:
+                    self.fold_pool.fit_folds(trial_cfg, seed=seed, epoch_metrics=self.epoch_metrics, trial=trial, monitor=self.monitor, results=results)
                 else:
-                    fit_folds(trial_cfg, self.data, self.folds, seed=seed, epoch_metrics=self.epoch_metrics, trial=trial, monitor=self.monitor, results=results)
+                    fit_folds(trial_cfg, self.data, self.folds, seed=seed, epoch_metrics=self.epoch_metrics, trial=trial, monitor=self.monitor, results=results, on_epoch=self.on_epoch)
             cv = summarize_folds(results)
             totals = {**{k[3:]: v for k, v in cv.items() if not k.endswith("_std")}, **measured}
             scores = {m: totals[m] for m in self.objectives.metrics}
@@ -143,6 +154,8 @@ class Objective:
             trial.set_user_attr("epochs", epochs)
             self._track(trial, state, reason, values, trial_cfg, results, start, scores)
             self._log_line(trial, state, reason, scores, time.time() - start, results)
+            if self.progress is not None:
+                self.progress.trial_finished(trial.number, state, tuple(scores.values()) if scores else None)
 
     def _fit_folds_reporting_each(self, trial: Any, trial_cfg: DictConfig, seed: int, results: list[FoldResult]) -> None:
         """Folds in turn; after each, its final objective is reported at step = fold index.
@@ -157,7 +170,7 @@ class Objective:
             result = FoldResult(k)
             results.append(result)
             fit_fold(trial_cfg, self.data, self.folds.get(k, trial_cfg.data.get("scaler")), seed=seed * 1000 + k,
-                     epoch_metrics=self.epoch_metrics, result=result)
+                     epoch_metrics=self.epoch_metrics, result=result, on_epoch=self.on_epoch)
             trial.report(result.metrics[metric], k)
             if k < len(self.folds) - 1 and trial.should_prune():
                 raise optuna.TrialPruned(f"pruned after fold {k} (Wilcoxon test against the best trial's folds)")
@@ -183,9 +196,12 @@ class Objective:
         if reason:
             tags["reason"] = reason
         if state == "PRUNED":
+            # the pruner's own report ("pruned at fold F, epoch E"): with folds in parallel the
+            # last fold to stop need not be the one that was pruned
+            where = re.search(r"fold (\d+), epoch (\d+)", reason)
             last = [r for r in results if r.history][-1:]
-            if last:
-                fold, epoch = last[0].index, last[0].epochs - 1
+            if where or last:
+                fold, epoch = (int(where[1]), int(where[2])) if where else (last[0].index, last[0].epochs - 1)
                 tags["pruned_at"] = f"fold {fold} epoch {epoch}"
                 tags["pruned_step"] = fold * int(self.cfg.trainer.max_epochs) + epoch
         try:

@@ -111,13 +111,17 @@ def finish(cfg: DictConfig, study: Any, tracker: Any, p: dict[str, Any], *, reas
 
     metrics_names = list(p["objectives"].metrics)
     remember_config(study, cfg, metrics_names)
-    counts = {s.name.lower(): len(study.get_trials(deepcopy=False, states=(s,))) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+    counts = {s.name.lower(): len(study.get_trials(deepcopy=False, states=(s,))) for s in (TrialState.COMPLETE, TrialState.PRUNED)}
+    failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+    skipped = sum(1 for t in failed if t.user_attrs.get("skipped"))  # surplus/duplicate starts of parallel workers
+    counts["fail"] = len(failed) - skipped
     ranking = leaderboard.rank(study, metrics=metrics_names, pick=_setting(cfg, "report.pareto_pick", None))
     chosen = ranking.chosen
     lines = [
         "",
         f"Study '{study.study_name}' ({reason}) in {seconds:.1f} s: "
-        f"{counts['complete']} complete, {counts['pruned']} pruned, {counts['fail']} failed trials.",
+        f"{counts['complete']} complete, {counts['pruned']} pruned, {counts['fail']} failed trials"
+        + (f" ({skipped} skipped by parallel workers)." if skipped else "."),
     ]
     metrics: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="nnsearch-report-") as tmp:

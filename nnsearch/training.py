@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,13 +24,14 @@ import lightning as L
 import torch
 from omegaconf import DictConfig
 
-from nnsearch import fast_loop
+from nnsearch import ddp, fast_loop
 from nnsearch.batches import TensorBatches
 from nnsearch.cv import Fold, FoldCache
 from nnsearch.data.dataset import Dataset
 from nnsearch.errors import NNSearchError, TrialFailed
 from nnsearch.models.build import build_module
 from nnsearch.models.module import SupervisedModule
+from nnsearch.predictions import Predictions, fold_predictions
 
 VAL_BATCH = 4096
 ENGINES = ("fast", "lightning")
@@ -42,6 +44,7 @@ class FoldResult:
     index: int
     history: list[dict[str, float]] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
+    predictions: Predictions | None = None  # validation outputs for the per-trial plots
 
     @property
     def epochs(self) -> int:
@@ -78,6 +81,24 @@ class FoldPruning(L.Callback):
             raise optuna.TrialPruned(f"pruned at fold {self.fold}, epoch {epoch} (step {step})")
 
 
+EpochHook = Callable[[int, int, Mapping[str, float]], None]  # (fold, epoch, history row)
+
+
+class EpochReport(L.Callback):
+    """Hands each validation epoch's history row to ``on_epoch`` (the terminal's progress line)."""
+
+    def __init__(self, on_epoch: EpochHook, fold: int) -> None:
+        self.on_epoch, self.fold = on_epoch, fold
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: SupervisedModule) -> None:
+        if not trainer.sanity_checking:
+            self.report(pl_module)
+
+    def report(self, pl_module: SupervisedModule) -> None:
+        if pl_module.history:
+            self.on_epoch(self.fold, len(pl_module.history) - 1, pl_module.history[-1])
+
+
 def quiet_lightning() -> None:
     """Silence Lightning's per-Trainer banners and warnings that do not apply to in-memory batches."""
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda", "lightning.fabric.utilities.seed"):
@@ -86,7 +107,7 @@ def quiet_lightning() -> None:
         warnings.filterwarnings("ignore", message=pattern)
 
 
-def make_trainer(cfg: DictConfig, callbacks: list[L.Callback]) -> L.Trainer:
+def make_trainer(cfg: DictConfig, callbacks: list[L.Callback], *, strategy: str = "auto") -> L.Trainer:
     t = cfg.trainer
     es = t.get("early_stopping") or {}
     if es.get("patience") is not None:
@@ -97,6 +118,7 @@ def make_trainer(cfg: DictConfig, callbacks: list[L.Callback]) -> L.Trainer:
         max_epochs=t.max_epochs,
         accelerator=t.accelerator,
         devices=t.devices,
+        strategy=strategy,
         precision=t.precision,
         gradient_clip_val=t.gradient_clip_val,
         gradient_clip_algorithm=t.gradient_clip_algorithm,
@@ -129,6 +151,7 @@ def fit_fold(
     trial: Any | None = None,
     monitor: str | None = None,
     result: FoldResult | None = None,
+    on_epoch: EpochHook | None = None,
 ) -> FoldResult:
     """Train a fresh model on ``fold`` and evaluate every metric on its validation rows.
 
@@ -137,11 +160,11 @@ def fit_fold(
     result = result or FoldResult(fold.index)
     if engine_of(cfg) == "fast":
         try:
-            return _fit_fast(cfg, data, fold, seed=seed, epoch_metrics=epoch_metrics, trial=trial, monitor=monitor, result=result)
+            return _fit_fast(cfg, data, fold, seed=seed, epoch_metrics=epoch_metrics, trial=trial, monitor=monitor, result=result, on_epoch=on_epoch)
         except fast_loop.FastPathUnsupported as why:
             _log_fallback(str(why))
             result.history.clear()
-    return _fit_lightning(cfg, data, fold, seed=seed, epoch_metrics=epoch_metrics, trial=trial, monitor=monitor, result=result)
+    return _fit_lightning(cfg, data, fold, seed=seed, epoch_metrics=epoch_metrics, trial=trial, monitor=monitor, result=result, on_epoch=on_epoch)
 
 
 def _log_fallback(reason: str) -> None:
@@ -160,6 +183,7 @@ def _fit_fast(
     trial: Any | None,
     monitor: str | None,
     result: FoldResult,
+    on_epoch: EpochHook | None = None,
 ) -> FoldResult:
     t = cfg.trainer
     device = fast_loop.resolve_device(accelerator=t.accelerator, devices=t.devices, precision=t.precision)
@@ -173,7 +197,9 @@ def _fit_fast(
     stopper = None
     if es.get("patience") is not None:
         stopper = fast_loop.EarlyStopping(es.monitor, mode=es.mode, patience=es.patience, min_delta=es.min_delta)
-    reports = [FoldPruning(trial, monitor, fold.index, t.max_epochs).report] if trial is not None and monitor is not None else []
+    reports = [EpochReport(on_epoch, fold.index).report] if on_epoch is not None else []
+    if trial is not None and monitor is not None:
+        reports.append(FoldPruning(trial, monitor, fold.index, t.max_epochs).report)
     module.history = result.history
     if t.deterministic:
         torch.use_deterministic_algorithms(True)  # what Trainer(deterministic=True) sets
@@ -188,7 +214,7 @@ def _fit_fast(
         early_stopping=stopper,
         after_validation=reports,
     )
-    return _finish(module, fold, device, result, x_val, y_val)
+    return _finish(module, result, x_val, y_val, device=device, keep_predictions=_wants_predictions(cfg))
 
 
 def _fit_lightning(
@@ -201,10 +227,15 @@ def _fit_lightning(
     trial: Any | None,
     monitor: str | None,
     result: FoldResult,
+    on_epoch: EpochHook | None = None,
 ) -> FoldResult:
+    if ddp.world_size(cfg) > 1:  # several devices: ranks in processes of their own (no per-epoch hook)
+        return ddp.fit_fold_ddp(
+            cfg, data, fold, seed=seed, epoch_metrics=epoch_metrics, trial=trial, monitor=monitor, result=result, keep_predictions=_wants_predictions(cfg)
+        )
     torch.manual_seed(seed)
     module = build_module(cfg, data, fold, epoch_metrics)
-    callbacks: list[L.Callback] = []
+    callbacks: list[L.Callback] = [EpochReport(on_epoch, fold.index)] if on_epoch is not None else []
     if trial is not None and monitor is not None:
         callbacks.append(FoldPruning(trial, monitor, fold.index, cfg.trainer.max_epochs))
     trainer = make_trainer(cfg, callbacks)
@@ -222,13 +253,23 @@ def _fit_lightning(
         if trainer.interrupted:
             raise KeyboardInterrupt from None
         raise
-    return _finish(module, fold, device, result, x_val, y_val)
+    return _finish(module, result, x_val, y_val, device=device, keep_predictions=_wants_predictions(cfg))
 
 
-def _finish(module: SupervisedModule, fold: Fold, device: torch.device, result: FoldResult, x_val: torch.Tensor, y_val: torch.Tensor) -> FoldResult:
+def _wants_predictions(cfg: DictConfig) -> bool:
+    """Validation outputs are kept only when per-trial plots will draw them."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.select(cfg, "tracking.trial_plots", default="complete") not in ("none", False, None)
+
+
+def _finish(module: Any, result: FoldResult, x_val: torch.Tensor, y_val: torch.Tensor, *, device: torch.device, keep_predictions: bool) -> FoldResult:
     if not result.history:
         raise TrialFailed("no epoch was trained (is trainer.max_epochs at least 1?)")
-    result.metrics = module.to(device).evaluate(x_val, y_val)
+    module = module.to(device)
+    result.metrics = module.evaluate(x_val, y_val)
+    if keep_predictions and isinstance(module, SupervisedModule):
+        result.predictions = fold_predictions(module, x_val, y_val)
     return result
 
 
@@ -261,6 +302,7 @@ def fit_folds(
     trial: Any | None = None,
     monitor: str | None = None,
     results: list[FoldResult],
+    on_epoch: EpochHook | None = None,
 ) -> list[FoldResult]:
     """Cross-validate one configuration: a fresh model per fold, seeded ``seed * 1000 + fold``.
 
@@ -278,5 +320,6 @@ def fit_folds(
             trial=trial,
             monitor=monitor,
             result=result,
+            on_epoch=on_epoch,
         )
     return results

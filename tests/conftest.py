@@ -16,7 +16,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 CONF_DIR = str(REPO / "conf")
 # a study small enough to finish in a few seconds: use with any study
-TINY = ["study.n_trials=2", "cv.folds=2", "trainer.max_epochs=2"]
+TINY = ["study.n_trials=2", "cv.folds=2", "trainer.max_epochs=2", "final.retrain=false", "report.study_plots=false"]
 
 
 def cli(args: list[str], cwd: Path, *, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -7,7 +7,7 @@ import yaml
 
 from conftest import TINY, load_study, mlflow_runs
 
-FAST = [*TINY, "final.retrain=false", "report.study_plots=false"]
+FAST = TINY
 
 
 def test_leaderboard_export_and_seeds_act_on_the_finished_study(run_cli, tmp_path):

@@ -78,6 +78,21 @@ def test_fast_loop_reports_the_same_steps_and_values_as_lightning():
     assert reports["fast"] == reports["lightning"]
 
 
+def test_both_engines_hand_each_epoch_to_the_progress_line_and_keep_validation_outputs():
+    seen = {}
+    for engine in ("lightning", "fast"):
+        calls = []
+        result = _fit(VARIANTS["mlp-dropout-plateau"], engine, on_epoch=lambda fold, epoch, row: calls.append((fold, epoch, row["val/accuracy"])))
+        seen[engine] = calls
+        assert [(f, e) for f, e, _ in calls] == [(1, 0), (1, 1), (1, 2)]
+        assert [v for _, _, v in calls] == [row["val/accuracy"] for row in result.history]
+        # the per-trial confusion matrix and ROC curves are drawn from these outputs
+        pred = result.predictions
+        assert pred.outputs.shape == (len(pred.targets), 10)
+        assert (pred.outputs.argmax(1) == pred.targets).mean() == pytest.approx(result.metrics["accuracy"])
+    assert seen["fast"] == seen["lightning"]
+
+
 def test_pruning_stops_the_fast_loop_and_keeps_the_curves():
     import optuna
 

@@ -14,21 +14,6 @@ from PIL import Image
 from conftest import TINY, load_study, mlflow_runs
 
 
-def _with_predictions(monkeypatch):
-    """Stand-in for the hook training.py is getting: each fold keeps its validation predictions."""
-    import nnsearch.training as training
-    from nnsearch.predictions import fold_predictions
-
-    original = training._finish
-
-    def finish(module, fold, device, result, x_val, y_val):
-        out = original(module, fold, device, result, x_val, y_val)
-        out.predictions = fold_predictions(module, x_val, y_val)
-        return out
-
-    monkeypatch.setattr(training, "_finish", finish)
-
-
 def _image(client, run_id, path):
     local = client.download_artifacts(run_id, path)
     with Image.open(local) as img:
@@ -56,11 +41,10 @@ def _paths(client, run_id, folder=None):
         ("diabetes_mlp", ["plots/regression.png"]),
     ],
 )
-def test_trial_and_study_artifacts_decode_and_the_final_model_predicts(run_in_process, tmp_path, monkeypatch, study, plots):
+def test_trial_and_study_artifacts_decode_and_the_final_model_predicts(run_in_process, tmp_path, study, plots):
     import mlflow.pyfunc
 
-    _with_predictions(monkeypatch)
-    optuna_study = run_in_process(f"+study={study}", *TINY)
+    optuna_study = run_in_process(f"+study={study}", *TINY, "final.retrain=true", "report.study_plots=true")
     client, parents, children = mlflow_runs(tmp_path, study)
     child = next(c for c in children if c.data.tags["state"] == "COMPLETE")
     paths = _paths(client, child.info.run_id)

@@ -36,7 +36,7 @@ def test_every_pruner_runs_a_study(run_in_process, pruner):
 def test_threshold_pruner_stops_trials_below_the_bound(run_in_process, tmp_path):
     study = run_in_process(
         "+study=wine_mlp", "pruner=threshold", "pruner.lower=0.99", "sampler=random", "study.n_trials=3",
-        "cv.folds=3", "trainer.max_epochs=5", "cv.test_size=0",
+        "cv.folds=3", "trainer.max_epochs=5", "cv.test_size=0", "cv.parallel=1",  # folds in turn (see test_fold_pool.py)
     )
     pruned = study.get_trials(states=(TrialState.PRUNED,))
     assert len(pruned) == 3  # no wine model reaches 99 % accuracy after one epoch

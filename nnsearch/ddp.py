@@ -1,0 +1,217 @@
+"""One fold on several devices: Lightning DDP in processes that nnsearch starts itself.
+
+``trainer.devices`` above 1 (``trainer.accelerator=cpu trainer.devices=2`` uses gloo; GPUs use
+NCCL) makes each fold a DDP fit. Lightning's own DDP launcher starts the extra processes by
+re-running the command line, which would start the whole study again in each of them, and its
+spawn launcher hands back only the weights. So nnsearch spawns the ranks itself, with the
+variables Lightning reads for processes created outside it (``LOCAL_RANK``, ``WORLD_SIZE``,
+``MASTER_ADDR``/``MASTER_PORT``); each rank builds the same module and ``Trainer(strategy="ddp")``.
+
+- Data: the training rows are shuffled once with the fold's seed and dealt to the ranks in equal
+  shards (padded by repeating rows, as ``DistributedSampler`` does), so every rank runs the same
+  number of steps; every rank validates on all validation rows, so each history row is the
+  full-validation curve and early stopping decides the same on every rank.
+- Pruning: rank 0 reports each epoch's objective to the Optuna trial (the trial is pickled to the
+  rank with its storage: a journal file, a database or the gRPC proxy all take writes from other
+  processes), asks the pruner and broadcasts the answer; all ranks stop at the same epoch and the
+  parent raises ``TrialPruned``.
+- Results: rank 0 sends the history, the final metrics and the validation outputs back through a
+  queue. A rank that fails ends the others; its error becomes the trial's failure reason.
+- Ctrl-C: ranks ignore SIGINT; the parent stops them and re-raises ``KeyboardInterrupt``.
+
+The ``train/loss`` of a history row is rank 0's shard; the validation metrics cover all rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import time
+import warnings
+from typing import Any
+
+import lightning as L
+import torch
+from omegaconf import DictConfig, ListConfig
+
+from nnsearch.errors import TrialFailed
+from nnsearch.interrupt import sigint_ignored
+
+log = logging.getLogger("nnsearch")
+
+
+def world_size(cfg: DictConfig) -> int:
+    """Processes per fold: ``trainer.devices`` as a count or a list of device indices (``-1``: all GPUs)."""
+    devices = cfg.trainer.devices
+    if isinstance(devices, (list, tuple, ListConfig)):
+        return len(devices)
+    if isinstance(devices, str):
+        devices = devices.strip()
+        if "," in devices:
+            return len([d for d in devices.split(",") if d.strip()])
+        if devices in ("auto", "-1"):
+            return max(1, torch.cuda.device_count()) if cfg.trainer.accelerator in ("auto", "gpu", "cuda") else 1
+        devices = int(devices)
+    if devices == -1:
+        return max(1, torch.cuda.device_count())
+    return int(devices) * int(cfg.trainer.get("num_nodes") or 1)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def fit_fold_ddp(cfg: DictConfig, data: Any, fold: Any, *, seed: int, epoch_metrics: list[str], trial: Any, monitor: str | None, result: Any, keep_predictions: bool) -> Any:
+    """Train ``fold`` with DDP over ``world_size(cfg)`` processes; fills and returns ``result``."""
+    import optuna
+    import torch.multiprocessing as mp
+
+    world = world_size(cfg)
+    context = mp.get_context("spawn")
+    answers = context.SimpleQueue()
+    threads = max(1, torch.get_num_threads() // world)
+    args = (world, _free_port(), cfg, data, fold, seed, epoch_metrics, trial, monitor, keep_predictions, threads, answers)
+    ranks = [context.Process(target=_rank_main, args=(rank, *args), daemon=True) for rank in range(world)]
+    with sigint_ignored():  # inherited through exec: a Ctrl-C during the ranks' start-up reaches only the parent
+        for process in ranks:
+            process.start()
+    try:
+        answer = _wait_for_answer(answers, ranks)
+        for process in ranks:
+            process.join(timeout=60)
+    except BaseException:
+        _stop(ranks)
+        raise
+    _stop(ranks)
+    result.history[:] = answer.get("history", [])
+    if answer["kind"] == "error":
+        raise TrialFailed(f"DDP rank {answer['rank']}: {answer['message']}")
+    result.metrics = answer["metrics"]
+    result.predictions = answer.get("predictions")
+    if answer["kind"] == "pruned":
+        raise optuna.TrialPruned(answer["message"])
+    return result
+
+
+def _wait_for_answer(answers: Any, ranks: list[Any]) -> dict[str, Any]:
+    """Rank 0's result, or the first error; a rank that dies silently (killed, out of memory) fails the fold."""
+    while True:
+        if not answers.empty():
+            return answers.get()
+        dead = [(i, p.exitcode) for i, p in enumerate(ranks) if p.exitcode not in (None, 0)]
+        if dead:
+            time.sleep(0.5)  # its error message may still be on its way
+            if not answers.empty():
+                return answers.get()
+            rank, code = dead[0]
+            return {"kind": "error", "rank": rank, "message": f"process ended with exit code {code}"}
+        if all(p.exitcode == 0 for p in ranks):
+            return {"kind": "error", "rank": 0, "message": "ranks ended without a result"}
+        time.sleep(0.05)
+
+
+def _stop(ranks: list[Any]) -> None:
+    for process in ranks:
+        if process.is_alive():
+            process.terminate()
+    for process in ranks:
+        process.join(timeout=10)
+        if process.is_alive():
+            process.kill()
+            process.join()
+
+
+class DDPPruning(L.Callback):
+    """Rank 0 reports to the trial and asks the pruner; the decision is broadcast to every rank."""
+
+    def __init__(self, trial: Any, monitor: str, fold: int, max_epochs: int) -> None:
+        from nnsearch.training import FoldPruning
+
+        self.single = FoldPruning(trial, monitor, fold, max_epochs)
+        self.pruned: str | None = None
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: Any) -> None:
+        import optuna
+
+        if trainer.sanity_checking:
+            return
+        decision: tuple[str, str] | None = None
+        if trainer.is_global_zero:
+            try:
+                self.single.report(pl_module)
+            except optuna.TrialPruned as pruned:
+                decision = ("pruned", str(pruned))
+            except Exception as err:  # noqa: BLE001 - every rank must hear of it, or the others hang
+                decision = ("error", f"{type(err).__name__}: {err}")
+        decision = trainer.strategy.broadcast(decision, src=0)
+        if decision is None:
+            return
+        if decision[0] == "error":
+            raise TrialFailed(decision[1])
+        self.pruned = decision[1]
+        trainer.should_stop = True
+
+
+def _rank_main(rank: int, world: int, port: int, cfg: DictConfig, data: Any, fold: Any, seed: int, epoch_metrics: list[str], trial: Any,
+               monitor: str | None, keep_predictions: bool, threads: int, answers: Any) -> None:
+    """One DDP rank: train, then (rank 0) send the fold's result to the parent."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the ranks
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), NODE_RANK="0", LOCAL_RANK=str(rank), RANK=str(rank))
+    torch.set_num_threads(threads)
+    warnings.filterwarnings("ignore")
+    logging.getLogger("lightning").setLevel(logging.ERROR)
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    logging.getLogger("lightning.fabric").setLevel(logging.ERROR)
+    try:
+        answer = _train_rank(rank, world, cfg, data, fold, seed, epoch_metrics, trial, monitor, keep_predictions)
+    except BaseException as err:  # noqa: BLE001 - reported to the parent, which fails the trial
+        answers.put({"kind": "error", "rank": rank, "message": f"{type(err).__name__}: {err}"})
+        raise SystemExit(1) from None
+    if answer is not None:
+        answers.put(answer)
+
+
+def _train_rank(rank: int, world: int, cfg: DictConfig, data: Any, fold: Any, seed: int, epoch_metrics: list[str], trial: Any,
+                monitor: str | None, keep_predictions: bool) -> dict[str, Any] | None:
+    from nnsearch.batches import TensorBatches
+    from nnsearch.models.build import build_module
+    from nnsearch.models.module import SupervisedModule
+    from nnsearch.predictions import fold_predictions
+    from nnsearch.training import VAL_BATCH, make_trainer
+
+    torch.manual_seed(seed)
+    module = build_module(cfg, data, fold, epoch_metrics)
+    pruning = DDPPruning(trial, monitor, fold.index, cfg.trainer.max_epochs) if trial is not None and monitor is not None else None
+    trainer = make_trainer(cfg, [pruning] if pruning else [], strategy="ddp")
+    x_train, y_train = _shard(fold.x_train, fold.y_train, rank, world, seed)
+    train = TensorBatches(x_train, y_train, int(cfg.data.batch_size), generator=torch.Generator().manual_seed(seed + rank))
+    val = TensorBatches(fold.x_val, fold.y_val_scaled, VAL_BATCH)
+    trainer.fit(module, train_dataloaders=train, val_dataloaders=val)
+    if rank != 0:
+        return None
+    answer: dict[str, Any] = {"kind": "done", "history": list(module.history)}
+    if pruning is not None and pruning.pruned:
+        answer.update(kind="pruned", message=pruning.pruned, metrics={})
+        return answer
+    if not module.history:
+        return {"kind": "error", "rank": 0, "message": "no epoch was trained (is trainer.max_epochs at least 1?)", "history": []}
+    module = module.to(trainer.strategy.root_device)
+    x_val, y_val = fold.x_val.to(module.device), fold.y_val_scaled.to(module.device)
+    answer["metrics"] = module.evaluate(x_val, y_val)
+    if keep_predictions and isinstance(module, SupervisedModule):
+        answer["predictions"] = fold_predictions(module, x_val, y_val)
+    return answer
+
+
+def _shard(x: torch.Tensor, y: torch.Tensor, rank: int, world: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rank ``rank``'s share of the rows: equal sizes on every rank (the last rows repeat when needed)."""
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    per_rank = -(-len(x) // world)
+    order = torch.cat([order, order[: per_rank * world - len(x)]])
+    mine = order[rank::world]
+    return x[mine], y[mine]
+

@@ -1,0 +1,91 @@
+"""A trial may train each fold on several devices: Lightning DDP, here on CPU with gloo and 2 processes.
+
+Rank 0 reports every epoch to the study storage, so pruners see DDP trials like any other, and a
+pruned or failed fold stops every rank: no process is left behind.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+
+import optuna
+import pytest
+
+from conftest import compose, load_study, mlflow_runs
+from nnsearch.building import build
+from nnsearch.cv import FoldCache, make_splits
+from nnsearch.errors import TrialFailed
+from nnsearch.training import FoldResult, fit_fold
+
+DDP = ["trainer.accelerator=cpu", "trainer.devices=2"]
+SMALL = ["cv.folds=2", "trainer.max_epochs=2", "final.retrain=false", "report.study_plots=false"]
+
+
+def test_a_study_trains_each_fold_on_two_processes_and_rank_zero_reports_every_epoch(run_cli, tmp_path):
+    done = run_cli("+study=wine_mlp", *DDP, *SMALL, "study.n_trials=2", "pruner=median", "final.retrain=true")
+    assert done.returncode == 0, done.stderr[-3000:]
+    study = load_study(tmp_path, "wine_mlp")
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    for trial in study.trials:
+        # steps fold * max_epochs + epoch, written by rank 0 of each fold's DDP group
+        assert sorted(trial.intermediate_values) == [0, 1, 2, 3]
+        assert trial.value == pytest.approx(trial.user_attrs["cv/accuracy"])
+    _, parents, children = mlflow_runs(tmp_path, "wine_mlp")
+    assert len(parents) == 1 and len(children) == 2
+    assert all(c.info.status == "FINISHED" and "cv/f1" in c.data.metrics for c in children)
+    assert "test/accuracy" in parents[0].data.metrics  # the final model, refitted on one device
+
+
+def test_pruning_stops_every_rank_at_the_same_epoch(run_cli, tmp_path):
+    # accuracy can never reach 1.1: the threshold pruner stops each trial at its first report
+    done = run_cli("+study=wine_mlp", *DDP, *SMALL, "study.n_trials=2", "pruner=threshold", "pruner.lower=1.1")
+    assert done.returncode == 0, done.stderr[-3000:]
+    study = load_study(tmp_path, "wine_mlp")
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.PRUNED] * 2
+    assert all(list(t.intermediate_values) == [0] for t in study.trials)
+    assert "pruned at fold 0, epoch 0" in done.stdout + done.stderr  # the trial log line
+
+
+def _fold(overrides):
+    cfg = compose(["+study=wine_mlp", *DDP, "trainer.max_epochs=2", *overrides])
+    data = build("data", cfg.data)
+    return cfg, data, FoldCache(data, make_splits(data, folds=2, seed=0)).get(0)
+
+
+def test_a_failing_rank_fails_the_fold_without_leaving_processes(tmp_path):
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    cfg, data, fold = _fold([])
+    study = optuna.create_study(direction="maximize", storage=JournalStorage(JournalFileBackend(str(tmp_path / "s.journal"))))
+    result = FoldResult(0)
+    with pytest.raises(TrialFailed, match="pruning metric 'val/auc' not computed"):
+        fit_fold(cfg, data, fold, seed=1, epoch_metrics=["accuracy"], trial=study.ask(), monitor="val/auc", result=result)
+    assert multiprocessing.active_children() == []
+
+
+def test_two_ranks_return_the_curves_metrics_and_validation_outputs():
+    cfg, data, fold = _fold([])
+    result = fit_fold(cfg, data, fold, seed=1, epoch_metrics=["accuracy"])
+    assert result.epochs == 2 and set(result.history[-1]) >= {"train/loss", "val/loss", "val/accuracy"}
+    assert result.metrics["accuracy"] == pytest.approx(result.history[-1]["val/accuracy"])
+    pred = result.predictions
+    assert len(pred.targets) == len(fold.val_idx)  # every rank validated on all validation rows
+    assert (pred.outputs.argmax(1) == pred.targets).mean() == pytest.approx(result.metrics["accuracy"])
+    assert multiprocessing.active_children() == []
+
+
+def test_gpu_workers_are_pinned_to_single_gpus_or_to_gpu_groups_for_ddp_trials():
+    from nnsearch.launch import check_launch, worker_plan
+
+    single = worker_plan(compose(["+study=wine_mlp", "launch.gpus=[0,1]", "launch.workers_per_gpu=2"]))
+    assert [s.env()["CUDA_VISIBLE_DEVICES"] for s in single] == ["0", "0", "1", "1"]
+    groups = compose(["+study=wine_mlp", "launch.gpus=[[0,1],[2,3]]", "trainer.devices=2"])
+    check_launch(groups)
+    assert [s.env()["CUDA_VISIBLE_DEVICES"] for s in worker_plan(groups)] == ["0,1", "2,3"]
+
+
+def test_a_ddp_trial_on_workers_with_too_few_gpus_is_refused_before_anything_runs(run_cli, tmp_path):
+    done = run_cli("+study=wine_mlp", "launch.gpus=[0,1]", "trainer.devices=2", "trainer.accelerator=gpu")
+    assert done.returncode != 0
+    assert "trainer.devices=2 needs 2 GPUs per worker, but launch.gpus gives '0'" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "optuna.journal").exists()
