@@ -94,6 +94,7 @@ def _prepare(cfg: DictConfig) -> dict[str, Any]:
         space=space,
         folds=folds,
         sampler=sampler,
+        grid=grid,
         pruner=pruner,
         epoch_metrics=epoch_metrics,
         warm_start=warm_start,
@@ -137,7 +138,11 @@ def _warm_start(entries: Any, space: Any) -> list[dict[str, Any]]:
 
 
 def optuna_logging_to_warnings() -> None:
-    """nnsearch prints its own line per trial; Optuna's and MLflow's INFO lines would repeat it."""
+    """nnsearch prints its own line per trial; Optuna's and MLflow's INFO lines would repeat it.
+
+    Matplotlib's INFO lines (categorical axes of numeric-looking choices in the study plots) say
+    nothing a user can act on.
+    """
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -145,6 +150,7 @@ def optuna_logging_to_warnings() -> None:
     logging.getLogger("optuna.study._optimize").addFilter(_no_traceback_for_failed_trials)
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
 
 
 def _no_traceback_for_failed_trials(record: logging.LogRecord) -> bool:
@@ -211,6 +217,8 @@ def open_study_and_parent(cfg: DictConfig, p: dict[str, Any], *, worker: bool = 
 
     storage_url = cfg.study.storage
     study = open_study(cfg.study.name, storage_from_config(cfg), directions=p["objectives"].directions, sampler=p["sampler"], pruner=p["pruner"])
+    configured_seed = cfg.sampler.get("seed")
+    _seed_this_process(cfg, p, study)
     data = p["data"]
     tracker = Tracker(
         absolute_tracking_uri(cfg.tracking.uri),
@@ -218,6 +226,7 @@ def open_study_and_parent(cfg: DictConfig, p: dict[str, Any], *, worker: bool = 
         trial_plots=cfg.tracking.get("trial_plots", "complete"),
         task=data.task.value if data.task.is_supervised else None,
         classes=data.classes,
+        background=True,  # a trial's figures are drawn while the next one trains
     )
     if worker:
         tracker.parent_run_id = study.user_attrs.get(PARENT_RUN_ATTR)
@@ -235,7 +244,7 @@ def open_study_and_parent(cfg: DictConfig, p: dict[str, Any], *, worker: bool = 
         "study.direction": ",".join(p["objectives"].directions),
         "study.constraints": OmegaConf.to_container(cfg.study.constraints) if cfg.study.get("constraints") else "none",
         "sampler": type_name(cfg.sampler),
-        "sampler.seed": cfg.sampler.get("seed"),
+        "sampler.seed": configured_seed,
         "pruner": type_name(cfg.pruner),
         "cv.folds": cfg.cv.folds,
         "cv.seed": cfg.cv.seed,
@@ -253,16 +262,49 @@ def open_study_and_parent(cfg: DictConfig, p: dict[str, Any], *, worker: bool = 
     return study, tracker
 
 
+def _seed_this_process(cfg: DictConfig, p: dict[str, Any], study: Any) -> None:
+    """Give this process's sampler its own seed (see ``process_seed``); ``cfg.sampler.seed`` then says which."""
+    from nnsearch.building import build_sampler
+    from nnsearch.objective import type_name
+    from nnsearch.storage import is_journal
+    from nnsearch.study import SHARED_SEED_SAMPLERS, process_seed
+
+    seed = cfg.sampler.get("seed")
+    if seed is None or type_name(cfg.sampler) in SHARED_SEED_SAMPLERS:
+        return
+    import socket
+
+    host = None if is_journal(cfg.study.storage) else socket.gethostname()  # a database may be shared by several machines
+    worker_index = int(OmegaConf.select(cfg, "launch.worker_index") or 0)
+    trials_before = len(study.get_trials(deepcopy=False))
+    own = process_seed(int(seed), trials_before=trials_before, worker_index=worker_index, host=host)
+    if own != seed:
+        study.sampler = build_sampler(cfg, p["grid"], seed=own)
+        cfg.sampler.seed = own
+        log.info("sampler seed %d (derived from sampler.seed=%d: %d trials already in the study, worker %d)", own, seed, trials_before, worker_index)
+
+
 def _n_workers(cfg: DictConfig) -> int:
     launch = cfg.get("launch") or {}
     gpus = launch.get("gpus")
     return len(gpus) * int(launch.get("workers_per_gpu", 1)) if gpus else int(launch.get("workers", 1))
 
 
-def run_trials_here(cfg: DictConfig, p: dict[str, Any], study: Any, tracker: Any) -> str:
-    """Run trials in this process until the study (shared with any other worker) is complete."""
+def start_fold_pool(cfg: DictConfig, p: dict[str, Any]) -> Any:
+    """The fold processes of ``cv.parallel``, or None; started as early as possible, since they take seconds to boot."""
+    from nnsearch.fold_pool import FoldPool
+    from nnsearch.objective import type_name
+
+    return FoldPool.from_config(cfg, p["data"], p["folds"].splits, per_fold_pruning=type_name(cfg.pruner) == "WilcoxonPruner")
+
+
+def run_trials_here(cfg: DictConfig, p: dict[str, Any], study: Any, tracker: Any, *, pool: Any = None) -> str:
+    """Run trials in this process until the study (shared with any other worker) is complete.
+
+    ``pool``: fold processes started by the caller (closed here); else they start here if needed.
+    """
     from nnsearch.interrupt import Interruption
-    from nnsearch.objective import Objective, type_name
+    from nnsearch.objective import Objective
     from nnsearch.progress import Progress
     from nnsearch.study import n_finished, run_trials
 
@@ -271,11 +313,8 @@ def run_trials_here(cfg: DictConfig, p: dict[str, Any], study: Any, tracker: Any
         cfg, total=cfg.study.n_trials, done=n_finished(study), metrics=objs.metrics, directions=objs.directions, folds=len(p["folds"])
     )
     interruption = Interruption()
-    pool = None
-    if n_finished(study) < cfg.study.n_trials:
-        from nnsearch.fold_pool import FoldPool
-
-        pool = FoldPool.from_config(cfg, p["data"], p["folds"].splits, per_fold_pruning=type_name(cfg.pruner) == "WilcoxonPruner")
+    if pool is None and n_finished(study) < cfg.study.n_trials:
+        pool = start_fold_pool(cfg, p)
     objective = Objective(
         cfg, p["data"], p["space"], p["folds"], tracker, objectives=objs, epoch_metrics=p["epoch_metrics"], interruption=interruption, progress=progress,
         fold_pool=pool,
@@ -292,6 +331,7 @@ def run_trials_here(cfg: DictConfig, p: dict[str, Any], study: Any, tracker: Any
             )
     finally:
         progress.close()
+        tracker.flush()  # the last trials' artifacts, before the study's report or the worker's exit
         if pool is not None:
             pool.close()
 
@@ -314,14 +354,21 @@ def run_study(cfg: DictConfig) -> Any:
         from nnsearch.launch import check_launch
 
         check_launch(cfg)
-    study, tracker = open_study_and_parent(cfg, p)
+    # the fold processes boot (imports, data) while this process opens the study and the MLflow store
+    pool = None if distributed else start_fold_pool(cfg, p)
+    try:
+        study, tracker = open_study_and_parent(cfg, p)
+    except BaseException:
+        if pool is not None:
+            pool.close()
+        raise
     try:
         if distributed:
             from nnsearch.launch import launch_workers
 
             reason = launch_workers(cfg, study)
         else:
-            reason = run_trials_here(cfg, p, study, tracker)
+            reason = run_trials_here(cfg, p, study, tracker, pool=pool)
     except KeyboardInterrupt:
         tracker.close_parent("KILLED", tags={"state": "interrupted"})
         log.info("interrupted after %d/%d finished trials", n_finished(study), cfg.study.n_trials)

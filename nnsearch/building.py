@@ -45,9 +45,9 @@ def optional_partial(group: str, node: DictConfig | None) -> Any:
     return build(group, node)
 
 
-def build_sampler(cfg: DictConfig, grid: dict[str, list] | None = None) -> Any:
-    """The Optuna sampler; the grid sampler is given the study's grid at run time."""
-    sampler = build("sampler", cfg.sampler)
+def build_sampler(cfg: DictConfig, grid: dict[str, list] | None = None, *, seed: int | None = None) -> Any:
+    """The Optuna sampler; the grid sampler is given the study's grid at run time; ``seed`` replaces ``sampler.seed``."""
+    sampler = build("sampler", cfg.sampler, **({"seed": seed} if seed is not None else {}))
     if callable(sampler) and not hasattr(sampler, "sample_relative"):
         if grid is None:
             raise NNSearchError("sampler: this sampler needs the search space as a grid.")

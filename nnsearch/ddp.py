@@ -36,14 +36,17 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, ListConfig
 
-from nnsearch.errors import TrialFailed
-from nnsearch.interrupt import sigint_ignored
+from nnsearch.errors import NNSearchError, TrialFailed
+from nnsearch.interrupt import sigint_blocked
+from nnsearch.study import trial_ticket
 
 log = logging.getLogger("nnsearch")
 
 
 def world_size(cfg: DictConfig) -> int:
     """Processes per fold: ``trainer.devices`` as a count or a list of device indices (``-1``: all GPUs)."""
+    if int(cfg.trainer.get("num_nodes") or 1) > 1:
+        raise NNSearchError("trainer.num_nodes > 1 is not supported: a trial runs on one machine; spread trials over machines with launch workers.")
     devices = cfg.trainer.devices
     if isinstance(devices, (list, tuple, ListConfig)):
         return len(devices)
@@ -56,7 +59,7 @@ def world_size(cfg: DictConfig) -> int:
         devices = int(devices)
     if devices == -1:
         return max(1, torch.cuda.device_count())
-    return int(devices) * int(cfg.trainer.get("num_nodes") or 1)
+    return int(devices)
 
 
 def _free_port() -> int:
@@ -74,19 +77,18 @@ def fit_fold_ddp(cfg: DictConfig, data: Any, fold: Any, *, seed: int, epoch_metr
     context = mp.get_context("spawn")
     answers = context.SimpleQueue()
     threads = max(1, torch.get_num_threads() // world)
-    args = (world, _free_port(), cfg, data, fold, seed, epoch_metrics, trial, monitor, keep_predictions, threads, answers)
+    args = (world, _free_port(), cfg, data, fold, seed, epoch_metrics, trial_ticket(trial), monitor, keep_predictions, threads, answers)
     ranks = [context.Process(target=_rank_main, args=(rank, *args), daemon=True) for rank in range(world)]
-    with sigint_ignored():  # inherited through exec: a Ctrl-C during the ranks' start-up reaches only the parent
-        for process in ranks:
-            process.start()
     try:
+        with sigint_blocked():  # inherited through exec: Ctrl-C reaches only this process, which stops the ranks
+            for process in ranks:
+                process.start()
         answer = _wait_for_answer(answers, ranks)
-        for process in ranks:
-            process.join(timeout=60)
-    except BaseException:
+        if answer["kind"] != "error":
+            for process in ranks:
+                process.join(timeout=60)
+    finally:
         _stop(ranks)
-        raise
-    _stop(ranks)
     result.history[:] = answer.get("history", [])
     if answer["kind"] == "error":
         raise TrialFailed(f"DDP rank {answer['rank']}: {answer['message']}")
@@ -110,19 +112,20 @@ def _wait_for_answer(answers: Any, ranks: list[Any]) -> dict[str, Any]:
             rank, code = dead[0]
             return {"kind": "error", "rank": rank, "message": f"process ended with exit code {code}"}
         if all(p.exitcode == 0 for p in ranks):
+            if not answers.empty():  # put just before the ranks exited
+                return answers.get()
             return {"kind": "error", "rank": 0, "message": "ranks ended without a result"}
         time.sleep(0.05)
 
 
 def _stop(ranks: list[Any]) -> None:
-    for process in ranks:
-        if process.is_alive():
-            process.terminate()
-    for process in ranks:
-        process.join(timeout=10)
+    """End ranks still running (after an error or Ctrl-C); Lightning's SIGTERM handler does not exit, so kill."""
+    started = [p for p in ranks if p.pid is not None]
+    for process in started:
         if process.is_alive():
             process.kill()
-            process.join()
+    for process in started:
+        process.join()
 
 
 class DDPPruning(L.Callback):
@@ -156,18 +159,25 @@ class DDPPruning(L.Callback):
         trainer.should_stop = True
 
 
-def _rank_main(rank: int, world: int, port: int, cfg: DictConfig, data: Any, fold: Any, seed: int, epoch_metrics: list[str], trial: Any,
+def _rank_main(rank: int, world: int, port: int, cfg: DictConfig, data: Any, fold: Any, seed: int, epoch_metrics: list[str], ticket: Any,
                monitor: str | None, keep_predictions: bool, threads: int, answers: Any) -> None:
     """One DDP rank: train, then (rank 0) send the fold's result to the parent."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the ranks
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), NODE_RANK="0", LOCAL_RANK=str(rank), RANK=str(rank))
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # else Lightning sets cores / world itself
     torch.set_num_threads(threads)
     warnings.filterwarnings("ignore")
     logging.getLogger("lightning").setLevel(logging.ERROR)
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     logging.getLogger("lightning.fabric").setLevel(logging.ERROR)
     try:
-        answer = _train_rank(rank, world, cfg, data, fold, seed, epoch_metrics, trial, monitor, keep_predictions)
+        trial = None
+        if rank == 0 and ticket is not None:  # only rank 0 talks to the study storage
+            from nnsearch.storage import open_storage
+            from nnsearch.study import reopen_trial
+
+            trial = reopen_trial(open_storage(cfg.study.storage), ticket)
+        answer = _train_rank(rank, world, cfg, data, fold, seed, epoch_metrics, trial, monitor if ticket is not None else None, keep_predictions)
     except BaseException as err:  # noqa: BLE001 - reported to the parent, which fails the trial
         answers.put({"kind": "error", "rank": rank, "message": f"{type(err).__name__}: {err}"})
         raise SystemExit(1) from None
@@ -185,8 +195,12 @@ def _train_rank(rank: int, world: int, cfg: DictConfig, data: Any, fold: Any, se
 
     torch.manual_seed(seed)
     module = build_module(cfg, data, fold, epoch_metrics)
-    pruning = DDPPruning(trial, monitor, fold.index, cfg.trainer.max_epochs) if trial is not None and monitor is not None else None
-    trainer = make_trainer(cfg, [pruning] if pruning else [], strategy="ddp")
+    # every rank joins the broadcast of the pruning decision; only rank 0 holds the trial
+    pruning = DDPPruning(trial, monitor, fold.index, cfg.trainer.max_epochs) if monitor is not None else None
+    from lightning.pytorch.plugins.environments import LightningEnvironment
+
+    # the environment is named: under SLURM or torchrun Lightning would otherwise read their rank variables
+    trainer = make_trainer(cfg, [pruning] if pruning else [], strategy="ddp", plugins=[LightningEnvironment()])
     x_train, y_train = _shard(fold.x_train, fold.y_train, rank, world, seed)
     train = TensorBatches(x_train, y_train, int(cfg.data.batch_size), generator=torch.Generator().manual_seed(seed + rank))
     val = TensorBatches(fold.x_val, fold.y_val_scaled, VAL_BATCH)

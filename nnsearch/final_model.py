@@ -84,40 +84,41 @@ def fit_final(cfg: DictConfig, dev: Any, test: Any | None, *, seed: int, epochs:
     return FinalFit(module, fit_scaler(scaler_kind, dev.X), metrics, int(epochs), seed, n_dev, 0 if test is None else len(test.y))
 
 
-with warnings.catch_warnings():  # MLflow warns at class creation that predict has no type hints:
-    warnings.simplefilter("ignore")  # they are left out on purpose (they would become the schema)
+class NNSearchModel(mlflow.pyfunc.PythonModel):
+    """The pyfunc wrapper: raw features in, predictions (and class probabilities) out."""
 
-    class NNSearchModel(mlflow.pyfunc.PythonModel):
-        """The pyfunc wrapper: raw features in, predictions (and class probabilities) out."""
+    def __init__(self, net: Any, task: str, classes: tuple, target_scale: tuple[float, float], scaler: Any, input_shape: tuple[int, ...]) -> None:
+        self.net, self.task, self.classes = net.cpu().eval(), task, tuple(classes)
+        self.target_scale, self.scaler, self.input_shape = target_scale, scaler, tuple(input_shape)
 
-        def __init__(self, net: Any, task: str, classes: tuple, target_scale: tuple[float, float], scaler: Any, input_shape: tuple[int, ...]) -> None:
-            self.net, self.task, self.classes = net.cpu().eval(), task, tuple(classes)
-            self.target_scale, self.scaler, self.input_shape = target_scale, scaler, tuple(input_shape)
+    def predict(self, context: Any, model_input: np.ndarray, params: dict | None = None) -> Any:
+        """``model_input``: an array (or DataFrame) of raw samples; returns a DataFrame.
 
-        def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201 - MLflow reads type hints as a schema
-            """``model_input``: an array (or DataFrame) of raw samples; returns a DataFrame."""
-            import pandas as pd
-            import torch
+        ``np.ndarray`` is one of the hints MLflow takes as "no schema from the hint": the logged
+        signature (from an input example) validates inputs, and a DataFrame is accepted too.
+        """
+        import pandas as pd
+        import torch
 
-            x = np.asarray(model_input, dtype=np.float32).reshape(-1, *self.input_shape)
-            if self.scaler is not None:
-                table = x.reshape(-1, x.shape[-1]) if x.ndim == 3 else x.reshape(len(x), -1)
-                x = self.scaler.transform(table).reshape(x.shape).astype(np.float32)
-            with torch.no_grad():
-                out = self.net(torch.as_tensor(x)).float()
-            if self.task == "regression":
-                mean, std = self.target_scale
-                return pd.DataFrame({"prediction": (out.squeeze(-1) * std + mean).numpy().astype(np.float64)})
-            if self.task == "binary":
-                p1 = torch.sigmoid(out.squeeze(-1)).numpy().astype(np.float64)
-                proba = np.stack([1 - p1, p1], axis=1)
-            else:
-                proba = torch.softmax(out, dim=-1).numpy().astype(np.float64)
-            labels = np.asarray(self.classes, dtype=object)[proba.argmax(axis=1)]
-            frame = pd.DataFrame({"prediction": [_plain(v) for v in labels]})
-            for k, label in enumerate(self.classes):
-                frame[f"proba_{label}"] = proba[:, k]
-            return frame
+        x = np.asarray(model_input, dtype=np.float32).reshape(-1, *self.input_shape)
+        if self.scaler is not None:
+            table = x.reshape(-1, x.shape[-1]) if x.ndim == 3 else x.reshape(len(x), -1)
+            x = self.scaler.transform(table).reshape(x.shape).astype(np.float32)
+        with torch.no_grad():
+            out = self.net(torch.as_tensor(x)).float()
+        if self.task == "regression":
+            mean, std = self.target_scale
+            return pd.DataFrame({"prediction": (out.squeeze(-1) * std + mean).numpy().astype(np.float64)})
+        if self.task == "binary":
+            p1 = torch.sigmoid(out.squeeze(-1)).numpy().astype(np.float64)
+            proba = np.stack([1 - p1, p1], axis=1)
+        else:
+            proba = torch.softmax(out, dim=-1).numpy().astype(np.float64)
+        labels = np.asarray(self.classes, dtype=object)[proba.argmax(axis=1)]
+        frame = pd.DataFrame({"prediction": [_plain(v) for v in labels]})
+        for k, label in enumerate(self.classes):
+            frame[f"proba_{label}"] = proba[:, k]
+        return frame
 
 
 def _plain(value: Any) -> Any:

@@ -13,23 +13,27 @@ only its config, seed and Optuna trial. Each fold gets the same seed as in seque
 counts may change.
 
 Pruning: each fold reports its epochs to the study storage (step ``fold * max_epochs + epoch``, as
-always) and asks the pruner itself. When one fold is pruned or fails, the trial's other folds stop
-at their next epoch. Ctrl-C reaches only the study's process (the fold processes ignore it), which
+always) and asks the pruner through ``InTurnPruner``, which judges the steps in the order and with
+the reports of folds in turn, so a trial is pruned at the step where sequential training prunes it.
+When one fold is pruned or fails, the trial's other folds stop at their next epoch. Ctrl-C reaches only the study's process (the fold processes ignore it), which
 stops the folds the same way.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+import optuna
 from omegaconf import DictConfig, OmegaConf
 
 from nnsearch.errors import NNSearchError, TrialFailed
-from nnsearch.interrupt import sigint_ignored
+from nnsearch.interrupt import sigint_blocked
+from nnsearch.study import reopen_trial, trial_ticket
 
 log = logging.getLogger("nnsearch")
 
@@ -69,15 +73,18 @@ class FoldPool:
         import torch.multiprocessing  # noqa: F401 - tensors cross the process boundary through shared memory
 
         self.processes, self._n_splits = processes, len(splits)
-        context = multiprocessing.get_context("spawn")
-        self._stop = context.Event()
-        with sigint_ignored():
-            self._executor = ProcessPoolExecutor(
-                max_workers=processes, mp_context=context, initializer=_init_process, initargs=(data, splits, threads, self._stop)
-            )
+        self._context = multiprocessing.get_context("spawn")
+        self._stop = self._context.Event()
+        self._initargs = (data, splits, threads, self._stop)
+        self._executor = self._start()
+
+    def _start(self) -> ProcessPoolExecutor:
+        with sigint_blocked():  # the fold processes never see Ctrl-C: this process stops them
+            executor = ProcessPoolExecutor(max_workers=self.processes, mp_context=self._context, initializer=_init_process, initargs=self._initargs)
             # start every process now, while the study is still being set up, not at the first trial
-            for future in [self._executor.submit(_ready) for _ in range(processes)]:
-                future.add_done_callback(lambda f: None)
+            for _ in range(self.processes):
+                executor.submit(_ready)
+        return executor
 
     @classmethod
     def from_config(cls, cfg: DictConfig, data: Any, splits: list, *, per_fold_pruning: bool) -> FoldPool | None:
@@ -91,20 +98,23 @@ class FoldPool:
 
     def fit_folds(self, cfg: DictConfig, *, seed: int, epoch_metrics: list[str], trial: Any, monitor: str | None, results: list) -> list:
         """Like ``training.fit_folds``: ``results`` gets every fold's result (in fold order) as they finish."""
-        import optuna
-
         from nnsearch.training import FoldResult
 
         n = self._n_splits
-        ticket = (trial.study.study_name, trial.number, trial.study.pruner) if trial is not None else None
+        ticket = trial_ticket(trial)
         results.extend(FoldResult(k) for k in range(n))
         self._stop.clear()
-        with sigint_ignored():  # a process replacing a dead one must ignore Ctrl-C too
-            pending: dict[Future, int] = {
-                self._executor.submit(_fit_one, cfg, k, seed * 1000 + k, epoch_metrics, ticket, monitor): k for k in range(n)
-            }
+        try:
+            with sigint_blocked():  # a process replacing a dead one must not see Ctrl-C either
+                pending: dict[Future, int] = {
+                    self._executor.submit(_fit_one, cfg, k, seed * 1000 + k, epoch_metrics, ticket, monitor): k for k in range(n)
+                }
+        except BrokenProcessPool:
+            self._restart()
+            raise TrialFailed("the fold processes had died; they were started again") from None
         stop: BaseException | None = None
         stopped = False  # a fold that stopped because another one was pruned or failed (its result arrives too)
+        broken = False
         try:
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -115,6 +125,7 @@ class FoldPool:
                     try:
                         kind, result, message = future.result()
                     except BrokenProcessPool:
+                        broken = True
                         kind, result, message = "failed", results[k], "a fold process died (out of memory or killed)"
                     results[k] = result
                     stopped = stopped or kind == "stopped"
@@ -124,20 +135,78 @@ class FoldPool:
                             queued.cancel()  # folds not started yet never start
                         stop = optuna.TrialPruned(message) if kind == "pruned" else TrialFailed(message)
         except BaseException:
+            # Ctrl-C: the running folds stop at their next epoch; wait for them so none runs into the next trial
             self._stop.set()
             for future in pending:
                 future.cancel()
-            wait(pending, timeout=30)
+            wait(pending)
             raise
+        finally:
+            if broken:
+                self._restart()
         if stop is not None:
             raise stop
         if stopped:
             raise TrialFailed("a fold was stopped without a reason (interrupted?)")
         return results
 
+    def _restart(self) -> None:
+        """A dead fold process breaks the whole executor: replace it for the next trials."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        log.warning("a fold process died; starting the fold processes again")
+        self._executor = self._start()
+
     def close(self) -> None:
         self._stop.set()
         self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+FOLD_DONE = "nnsearch:fold_done:{}"  # trial system attribute: this fold has reported all its epochs
+
+
+class InTurnPruner(optuna.pruners.BasePruner):
+    """The study's pruner, asked about every step in the order of folds in turn, with later steps hidden.
+
+    With folds side by side the second fold reports step ``max_epochs`` after one epoch. An Optuna
+    pruner takes a trial's highest step as its progress: it would see the warm-up over at once and
+    judge one-epoch models (in a first run of digits_cnn, 14 of 15 trials were pruned in 0.1 s).
+    This view judges step ``s`` only once every earlier step is in (a fold that stopped early counts
+    as in once it is done, see ``FOLD_DONE``), showing the pruner the reports up to ``s`` and
+    nothing after: what it sees with the folds in turn, step by step. Whichever fold's report
+    completes a stretch of steps judges it, so each decision is the one sequential training makes.
+    """
+
+    def __init__(self, pruner: optuna.pruners.BasePruner, steps_per_fold: int) -> None:
+        self.pruner, self.steps_per_fold = pruner, steps_per_fold
+        self.judged = -1  # steps up to this one were judged (by this fold; another may have too)
+        self.pruned_step: int | None = None
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        while (step := self._next_step(trial)) is not None:
+            in_turn = copy.copy(trial)
+            in_turn.intermediate_values = {s: v for s, v in trial.intermediate_values.items() if s <= step}
+            self.judged = step
+            if self.pruner.prune(study, in_turn):
+                self.pruned_step = step
+                return True
+            trial = study._storage.get_trial(trial._trial_id)  # a pruner may have written to it (rungs)
+        return False
+
+    def _next_step(self, trial: optuna.trial.FrozenTrial) -> int | None:
+        """The first step after ``judged`` that folds in turn would report next, if it is in yet."""
+        step = self.judged + 1
+        while True:
+            if step in trial.intermediate_values:
+                return step
+            fold = step // self.steps_per_fold
+            if FOLD_DONE.format(fold) not in trial.system_attrs:
+                return None
+            step = (fold + 1) * self.steps_per_fold  # that fold stopped early: its next steps never come
+
+    def where(self, step: int) -> str:
+        from nnsearch.training import pruned_at
+
+        return pruned_at(step, self.steps_per_fold)
 
 
 # -- in the fold processes ----------------------------------------------------------------------
@@ -165,30 +234,10 @@ class _Stopped(Exception):
     """Another fold of the trial was pruned or failed, or the study was interrupted."""
 
 
-def _trial(cfg: DictConfig, ticket: tuple[str, int, Any] | None) -> Any:
-    """The running Optuna trial, reopened on this process's own connection to the study storage."""
-    import optuna
-
-    from nnsearch.storage import open_storage
-
-    if ticket is None:
-        return None
-    study_name, number, pruner = ticket
-    if "storage" not in _STATE:  # one connection per process, reused by every later trial
-        _STATE["storage"] = open_storage(cfg.study.storage)
-    storage = _STATE["storage"]
-    trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study_name), number)
-    study = optuna.load_study(study_name=study_name, storage=storage, pruner=pruner, sampler=optuna.samplers.RandomSampler())
-    return optuna.trial.Trial(study, trial_id)
-
-
 def _fit_one(cfg: DictConfig, k: int, seed: int, epoch_metrics: list[str], ticket: tuple[str, int, Any] | None, monitor: str | None) -> tuple[str, Any, str]:
-    import optuna
-
     from nnsearch.training import FoldResult, fit_fold
 
     stop = _STATE["stop"]
-    trial = _trial(cfg, ticket)
 
     def check_stop(fold: int, epoch: int, row: Any) -> None:
         if stop.is_set():
@@ -198,12 +247,26 @@ def _fit_one(cfg: DictConfig, k: int, seed: int, epoch_metrics: list[str], ticke
     if stop.is_set():
         return "stopped", result, "stopped with the trial"
     try:
+        trial, in_turn = None, None
+        if ticket is not None:
+            if "storage" not in _STATE:  # one connection per process, reused by every later trial
+                from nnsearch.storage import open_storage
+
+                _STATE["storage"] = open_storage(cfg.study.storage)
+            name, number, pruner = ticket
+            in_turn = InTurnPruner(pruner, int(cfg.trainer.max_epochs))
+            trial = reopen_trial(_STATE["storage"], (name, number, in_turn))
         fit_fold(cfg, _STATE["data"], _STATE["folds"].get(k, cfg.data.get("scaler")), seed=seed, epoch_metrics=epoch_metrics,
                  trial=trial, monitor=monitor, result=result, on_epoch=check_stop)
+        if trial is not None and monitor is not None:  # done: its missing steps (early stop) no longer hold back later ones
+            _STATE["storage"].set_trial_system_attr(trial._trial_id, FOLD_DONE.format(k), result.epochs)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
     except _Stopped:
         return "stopped", result, "stopped with the trial"
     except optuna.TrialPruned as pruned:
-        outcome = ("pruned", result, str(pruned))
+        # the step judged, which need not be this fold's last report
+        outcome = ("pruned", result, in_turn.where(in_turn.pruned_step) if in_turn and in_turn.pruned_step is not None else str(pruned))
     except (TrialFailed, NNSearchError) as err:
         outcome = ("failed", result, str(err))
     except Exception as err:  # noqa: BLE001 - the trial fails with the fold's reason, the study goes on

@@ -63,17 +63,17 @@ class Interruption:
 
 
 @contextmanager
-def sigint_ignored() -> Iterator[None]:
-    """Start helper processes inside this: SIG_IGN survives exec, so a Ctrl-C reaches only the parent.
-
-    The parent then stops its helpers itself (DDP ranks, fold processes) instead of each of them
-    printing its own KeyboardInterrupt traceback.
+def sigint_blocked() -> Iterator[None]:
+    """Start helper processes inside this: they inherit a blocked SIGINT (through exec), so a Ctrl-C
+    reaches only the study's process, which stops its helpers itself (DDP ranks, fold processes)
+    instead of each printing a KeyboardInterrupt traceback. A Ctrl-C pressed meanwhile is held,
+    not lost: it is delivered to this process when the block ends.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)

@@ -98,6 +98,7 @@ def write_worker_config(cfg: DictConfig, spec: WorkerSpec, folder: Path) -> Path
     worker_cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     worker_cfg.runtime.threads = spec.threads
     worker_cfg.launch.workers = 1
+    worker_cfg.launch.worker_index = spec.index  # gives each worker its own sampler seed
     worker_cfg.launch.gpus = None
     if OmegaConf.select(worker_cfg, "report.progress") in ("auto", "live"):
         worker_cfg.report.progress = "plain"  # several workers cannot share one live status line

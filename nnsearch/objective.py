@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from nnsearch.cv import FoldCache
 from nnsearch.data.dataset import Dataset
@@ -192,7 +192,8 @@ class Objective:
         complete = [r for r in results if r.metrics]
         cv = summarize_folds(complete) if state == "COMPLETE" else {}
         measured = {k: v for k, v in trial.user_attrs.items() if k in self.objectives.model_metrics} if state == "COMPLETE" else {}
-        tags = {"sampler": self.sampler_name, "pruner": self.pruner_name, "folds": len(self.folds), "seed": int(self.cfg.seed) + trial.number}
+        tags = {"sampler": self.sampler_name, "pruner": self.pruner_name, "folds": len(self.folds), "seed": int(self.cfg.seed) + trial.number,
+                "sampler.seed": self.cfg.sampler.get("seed")}
         if reason:
             tags["reason"] = reason
         if state == "PRUNED":

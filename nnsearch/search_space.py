@@ -294,7 +294,7 @@ def _check_path(path: str, config: DictConfig) -> None:
     """A searched path must name an existing config value, so a typo fails before trial 0."""
     if OmegaConf.select(config, path, default=_MISSING, throw_on_missing=False) is not _MISSING:
         return
-    known = sorted(_leaf_paths(config))
+    known = sorted(p for p in _leaf_paths(config) if not p.startswith("search_space."))  # not the space's own keys
     near = difflib.get_close_matches(path, known, n=3)
     hint = f" Did you mean {', '.join(near)}?" if near else ""
     raise NNSearchError(f"search_space.{path}: no such config value.{hint}")

@@ -47,7 +47,7 @@ def open_storage(url: str | None, *, heartbeat_interval: int | None = None, grac
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
     if is_journal(url):
-        path = Path(url or DEFAULT_JOURNAL).expanduser()
+        path = Path(url or DEFAULT_JOURNAL).expanduser().absolute()  # a later chdir must not move the study
         if not path.parent.exists():
             raise NNSearchError(f"study.storage: folder {path.parent} does not exist.")
         return JournalStorage(JournalFileBackend(str(path)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import socket
@@ -70,6 +71,24 @@ def open_study(name: str, storage: Any, *, directions: list[str], sampler: Any, 
             "use another study.name or study.storage."
         )
     return study
+
+
+# samplers whose seed must be the same in every process: it fixes an order (grid) or a
+# scrambled sequence (QMC) that all processes walk through together
+SHARED_SEED_SAMPLERS = ("GridSampler", "BruteForceSampler", "QMCSampler")
+
+
+def process_seed(seed: int, *, trials_before: int, worker_index: int = 0, host: str | None = None) -> int:
+    """The sampler seed of this process: ``seed`` itself for the first process of a fresh study.
+
+    An Optuna sampler restarts its random stream at its seed in every process, so a resumed
+    study, a second worker or a second machine would sample the first trials' parameters again.
+    Each of those gets its own seed, derived from ``seed`` and what sets it apart.
+    """
+    if trials_before == 0 and worker_index == 0 and not host:
+        return seed
+    key = f"{seed}:{trials_before}:{worker_index}:{host or ''}".encode()
+    return int.from_bytes(hashlib.sha256(key).digest()[:4], "little")
 
 
 def enqueue(study: optuna.Study, configurations: list[dict[str, Any]]) -> int:
@@ -154,3 +173,24 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
         return study.best_trial
     except ValueError:
         return None
+
+
+TrialTicket = tuple[str, int, Any]  # (study name, trial number, pruner): what a helper process needs to reopen a trial
+
+
+def trial_ticket(trial: optuna.Trial | None) -> TrialTicket | None:
+    """What a fold process or a DDP rank needs to report to ``trial`` through its own storage connection."""
+    return None if trial is None else (trial.study.study_name, trial.number, trial.study.pruner)
+
+
+def reopen_trial(storage: Any, ticket: TrialTicket | None) -> optuna.Trial | None:
+    """The running trial of ``ticket``, read afresh from ``storage`` (with every step reported so far).
+
+    The pruner then sees the trial's earlier reports, as it would in the study's own process.
+    """
+    if ticket is None:
+        return None
+    study_name, number, pruner = ticket
+    trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study_name), number)
+    study = optuna.load_study(study_name=study_name, storage=storage, pruner=pruner, sampler=optuna.samplers.RandomSampler())
+    return optuna.trial.Trial(study, trial_id)

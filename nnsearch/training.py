@@ -51,6 +51,11 @@ class FoldResult:
         return len(self.history)
 
 
+def pruned_at(step: int, max_epochs: int) -> str:
+    """The reason of a pruned trial; ``objective`` reads the fold and epoch back from it."""
+    return f"pruned at fold {step // max_epochs}, epoch {step % max_epochs} (step {step})"
+
+
 class FoldPruning(L.Callback):
     """Reports the validation objective to the Optuna trial each epoch; raises ``TrialPruned``.
 
@@ -78,7 +83,7 @@ class FoldPruning(L.Callback):
         step = self.fold * self.max_epochs + epoch
         self.trial.report(row[self.monitor], step)
         if self.trial.should_prune():
-            raise optuna.TrialPruned(f"pruned at fold {self.fold}, epoch {epoch} (step {step})")
+            raise optuna.TrialPruned(pruned_at(step, self.max_epochs))
 
 
 EpochHook = Callable[[int, int, Mapping[str, float]], None]  # (fold, epoch, history row)
@@ -107,7 +112,7 @@ def quiet_lightning() -> None:
         warnings.filterwarnings("ignore", message=pattern)
 
 
-def make_trainer(cfg: DictConfig, callbacks: list[L.Callback], *, strategy: str = "auto") -> L.Trainer:
+def make_trainer(cfg: DictConfig, callbacks: list[L.Callback], *, strategy: str = "auto", plugins: list | None = None) -> L.Trainer:
     t = cfg.trainer
     es = t.get("early_stopping") or {}
     if es.get("patience") is not None:
@@ -119,6 +124,7 @@ def make_trainer(cfg: DictConfig, callbacks: list[L.Callback], *, strategy: str 
         accelerator=t.accelerator,
         devices=t.devices,
         strategy=strategy,
+        plugins=plugins,
         precision=t.precision,
         gradient_clip_val=t.gradient_clip_val,
         gradient_clip_algorithm=t.gradient_clip_algorithm,

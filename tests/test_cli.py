@@ -71,6 +71,10 @@ def test_resume_runs_only_the_missing_trials_under_the_same_parent_run(run_cli, 
     assert [p.info.run_id for p in parents] == [first_parent]
     assert parents[0].info.status == "FINISHED"
     assert sorted(c.data.tags["optuna.trial_number"] for c in children) == ["0", "1", "2"]
+    # the resumed process samples with a seed of its own, not again trial 0's parameters
+    assert study.trials[2].params != study.trials[0].params
+    seeds = {c.data.tags["optuna.trial_number"]: c.data.tags["sampler.seed"] for c in children}
+    assert seeds["0"] == seeds["1"] == "0" and seeds["2"] != "0"
 
 
 def test_grid_search_stops_when_the_grid_is_exhausted(run_cli, tmp_path):

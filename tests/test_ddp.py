@@ -55,8 +55,9 @@ def _fold(overrides):
 def test_a_failing_rank_fails_the_fold_without_leaving_processes(tmp_path):
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-    cfg, data, fold = _fold([])
-    study = optuna.create_study(direction="maximize", storage=JournalStorage(JournalFileBackend(str(tmp_path / "s.journal"))))
+    journal = tmp_path / "s.journal"  # rank 0 reopens the trial from the study's storage
+    cfg, data, fold = _fold([f"study.storage={journal}"])
+    study = optuna.create_study(direction="maximize", storage=JournalStorage(JournalFileBackend(str(journal))))
     result = FoldResult(0)
     with pytest.raises(TrialFailed, match="pruning metric 'val/auc' not computed"):
         fit_fold(cfg, data, fold, seed=1, epoch_metrics=["accuracy"], trial=study.ask(), monitor="val/auc", result=result)

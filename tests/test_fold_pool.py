@@ -36,16 +36,52 @@ def test_folds_in_parallel_give_the_scores_of_folds_in_turn(run_in_process, tmp_
 
 
 def test_a_pruned_fold_stops_the_other_running_fold_and_the_queued_one_never_starts(run_in_process, tmp_path):
-    # no wine model reaches accuracy 1.1: the first fold to report prunes the trial
-    study = run_in_process(*WINE, "pruner=threshold", "pruner.lower=1.1", "cv.parallel=2", "trainer.max_epochs=5")
+    # no wine model reaches accuracy 1.1: fold 0's first report prunes the trial. Fold 1 runs
+    # beside it and may report first (its reports wait for fold 0's: see InTurnPruner); with 50
+    # epochs a fold it cannot finish before fold 0's first epoch, so fold 2 would only start if
+    # the pool ignored the pruned fold.
+    epochs = 50
+    study = run_in_process(*WINE, "pruner=threshold", "pruner.lower=1.1", "cv.parallel=2", f"trainer.max_epochs={epochs}")
     assert [t.state for t in study.trials] == [TrialState.PRUNED] * 2
     for trial in study.trials:
-        assert set(trial.intermediate_values) <= {0, 5}  # epoch 0 of folds 0 and 1 (step = fold * 5 + epoch)
+        assert max(trial.intermediate_values) < 2 * epochs  # folds 0 and 1 only (step = fold * epochs + epoch)
+        assert [step for step in trial.intermediate_values if step < epochs] == [0]  # pruned at the first report it judged
     _, _, children = mlflow_runs(tmp_path, "wine_mlp")
     for child in children:
-        assert re.fullmatch(r"fold [01] epoch 0", child.data.tags["pruned_at"])
-        assert child.data.metrics["epochs"] <= 2  # fold 2 was never trained
+        assert child.data.tags["pruned_at"] == "fold 0 epoch 0"  # the first fold alone asks the pruner
+        assert child.data.metrics["epochs"] < 1 + epochs  # fold 0 stopped after one epoch, fold 1 soon after; fold 2 never trained
     assert multiprocessing.active_children() == []
+
+
+@pytest.mark.parametrize("pruner", [
+    ["pruner=median", "pruner.n_startup_trials=2", "pruner.n_warmup_steps=3"],
+    ["pruner=hyperband", "pruner.min_resource=1"],
+    ["pruner=median", "pruner.n_startup_trials=2", "trainer.early_stopping.patience=1", "trainer.early_stopping.monitor=val/accuracy", "trainer.early_stopping.mode=max"],
+], ids=["median", "hyperband", "median-early-stopping"])
+def test_the_pruner_prunes_folds_side_by_side_where_it_prunes_folds_in_turn(pruner, run_in_process, tmp_path, monkeypatch):
+    # with two folds at once the second reports step 5 after one epoch: the pruner must still
+    # wait out its warm-up and judge each step with the reports folds in turn would have made
+    overrides = [*WINE, *pruner, "study.n_trials=10", "trainer.max_epochs=5"]
+    (tmp_path / "seq").mkdir()
+    (tmp_path / "par").mkdir()
+    monkeypatch.chdir(tmp_path / "seq")
+    in_turn = run_in_process(*overrides, "cv.parallel=1")
+    monkeypatch.chdir(tmp_path / "par")
+    side_by_side = run_in_process(*overrides, "cv.parallel=2")
+    pruned_at = {}
+    for where in ("seq", "par"):
+        _, _, children = mlflow_runs(tmp_path / where, "wine_mlp")
+        pruned_at[where] = {c.data.tags["optuna.trial_number"]: c.data.tags.get("pruned_at") for c in children}
+    assert pruned_at["par"] == pruned_at["seq"]  # in MLflow: "fold F epoch E" of every pruned trial
+    states = []
+    for a, b in zip(in_turn.trials, side_by_side.trials, strict=True):
+        assert a.params == b.params
+        assert b.state == a.state
+        if a.state == TrialState.PRUNED:  # in turn the pruned step is the last report; side by side the reports up to it are the same
+            seen = {step: value for step, value in b.intermediate_values.items() if step <= a.last_step}
+            assert seen == pytest.approx(a.intermediate_values, abs=1e-6)
+        states.append(a.state)
+    assert TrialState.PRUNED in states and TrialState.COMPLETE in states, "the test needs both kinds"
 
 
 def test_a_bad_parallel_setting_is_refused_before_the_study_exists(run_cli, tmp_path):

@@ -88,6 +88,9 @@ def test_two_workers_on_postgresql_and_the_password_never_leaks(run_cli, tmp_pat
     import optuna
 
     _assert_exact(tmp_path, name, 5, optuna.storages.RDBStorage(PG_URL))
+    trials = optuna.load_study(study_name=name, storage=PG_URL).trials
+    # each worker samples with a seed of its own: none repeats the other's parameters
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == len(trials)
     assert "not-a-real-secret" not in result.stdout + result.stderr
     client, parents, children = mlflow_runs(tmp_path, name)
     for run in [*parents, *children]:
@@ -106,7 +109,7 @@ def test_a_worker_killed_mid_trial_fails_that_trial_which_is_retried(tmp_path):
     lines = []
     for line in proc.stdout:
         lines.append(line)
-        if "[worker " in line and "trial" in line:
+        if "[worker " in line and "] - trial " in line:
             # this worker has just finished a trial and is now training its next one
             victim = int(line.split("[worker ")[1].split("]")[0])
             time.sleep(0.3)

@@ -46,7 +46,8 @@ def test_a_trial_is_one_batch_and_one_artifact_upload_and_ends_finished(tracker,
         original = getattr(tracker.client, name)
         monkeypatch.setattr(tracker.client, name, lambda *a, _o=original, _n=name, **k: (calls.append(_n), _o(*a, **k))[1])
     run_id = _log(tracker)
-    assert calls == ["log_batch", "log_artifacts", "log_batch"]  # child batch, child artifacts, parent trials/ curve
+    # child batch, parent trials/ curve; then the artifacts and the seconds they took
+    assert calls == ["log_batch", "log_batch", "log_artifacts", "log_metric"]
     run = tracker.client.get_run(run_id)
     assert run.info.status == "FINISHED" and run.data.tags["mlflow.parentRunId"] == tracker.parent_run_id
     assert run.data.metrics["artifacts_s"] > 0
@@ -58,6 +59,19 @@ def test_a_trial_is_one_batch_and_one_artifact_upload_and_ends_finished(tracker,
     with open(tracker.client.download_artifacts(run_id, "tables/fold_metrics.csv"), newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert [r["fold"] for r in rows] == ["0", "1", "mean", "std"] and float(rows[2]["accuracy"]) == pytest.approx(0.85)
+
+
+def test_background_artifacts_arrive_by_flush_and_the_run_is_finished_before(tmp_path):
+    from nnsearch.tracking import Tracker
+
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "unit", background=True)
+    tracker.open_parent(optuna.create_study(study_name="unit"), {}, {})
+    run_ids = [_log(tracker) for _ in range(3)]
+    assert all(tracker.client.get_run(r).info.status == "FINISHED" for r in run_ids)  # recorded at once
+    tracker.flush()
+    for run_id in run_ids:
+        assert {a.path for a in tracker.client.list_artifacts(run_id)} == {"config.yaml", "plots", "tables"}
+        assert tracker.client.get_run(run_id).data.metrics["artifacts_s"] > 0
 
 
 def test_pruned_trials_get_no_figures_by_default_and_every_trial_with_all(tracker, tmp_path):
