@@ -17,15 +17,24 @@ def _nothing_written(tmp_path):
     ("args", "message"),
     [
         (["+study=digits_mlp", "data=csv", "data.path=missing.csv", "data.target=y"], "Data file not found"),
-        (["+study=digits_mlp", "model=transformerz"], "Could not find 'model/transformerz'"),
+        (["+study=digits_mlp", "model=transfomer"], "unknown model 'transfomer'; choose one of: autoencoder, cnn, gan, gru, lstm, mlp, rnn, transformer. Did you mean transformer?"),
+        (["+study=digits_mlp", "trainer.max_epoch=3"], "trainer.max_epoch is not a setting (to add a new key, write +trainer.max_epoch=3). Did you mean trainer.max_epochs?"),
+        (["+study=digts_mlp"], "no study named 'digts_mlp': no studies/digts_mlp.yaml in"),
     ],
+    ids=["missing-file", "unknown-model", "misspelt-setting", "unknown-study"],
 )
 def test_cli_prints_one_line_and_exits_non_zero(run_cli, tmp_path, args, message):
     result = run_cli(*args)
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
+    assert result.returncode == 2
+    assert result.stderr.startswith("nnsearch: error: ")
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert message in result.stderr
     _nothing_written(tmp_path)
+
+
+def test_an_unknown_study_suggests_the_nearest_shipped_one(run_cli):
+    result = run_cli("+study=digts_mlp")
+    assert result.stderr.rstrip().endswith("digits_mlp, digits_transformer, sine_forecast_rnn, wine_mlp). Did you mean digits_mlp?")
 
 
 def test_cli_rejects_search_space_with_low_above_high(run_cli, tmp_path):
