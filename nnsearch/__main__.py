@@ -11,22 +11,23 @@ import sys
 from pathlib import Path
 
 import hydra
+from hydra.errors import HydraException
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
 from nnsearch.studies import register_studies
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
-FULL_ERROR = "HYDRA_FULL_ERROR"  # set: Hydra raises composition errors instead of printing them
+FULL_ERROR = "HYDRA_FULL_ERROR"  # "1": Hydra raises composition errors instead of printing them
+_composing = {"lent": False}  # main() set FULL_ERROR for the composition only: the task unsets it
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def _run(cfg: DictConfig) -> None:
     from nnsearch.app import run_study_cli
 
-    _composed.append(True)
-    if _own_full_error:  # from here on Hydra reports errors its own way again, in this process and its children
+    if _composing["lent"]:  # composed: from here on Hydra reports errors its own way, here and in child processes
         os.environ.pop(FULL_ERROR, None)
-
     code = run_study_cli(cfg)
     if code:
         sys.exit(code)
@@ -39,26 +40,18 @@ def main() -> None:
         print(help_text(), end="")
         return
     register_studies()
-    global _own_full_error
-    _own_full_error = FULL_ERROR not in os.environ
-    if _own_full_error:
+    _composing["lent"] = FULL_ERROR not in os.environ
+    if _composing["lent"]:
         os.environ[FULL_ERROR] = "1"
     try:
         _run()
-    except Exception as err:
-        from hydra.errors import HydraException
-        from omegaconf.errors import OmegaConfBaseException
-
-        if _composed or not _own_full_error or not isinstance(err, HydraException | OmegaConfBaseException):
+    except (HydraException, OmegaConfBaseException) as err:
+        if not _composing["lent"] or FULL_ERROR not in os.environ:  # the user's own FULL_ERROR, or raised after composing
             raise
         from nnsearch.config_errors import describe
 
         print(f"nnsearch: error: {describe(err)}", file=sys.stderr)
         sys.exit(2)
-
-
-_composed: list[bool] = []  # the task function started: the command line composed into a config
-_own_full_error = False
 
 
 if __name__ == "__main__":

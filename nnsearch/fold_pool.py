@@ -15,8 +15,9 @@ counts may change.
 Pruning: each fold reports its epochs to the study storage (step ``fold * max_epochs + epoch``, as
 always) and asks the pruner through ``InTurnPruner``, which judges the steps in the order and with
 the reports of folds in turn, so a trial is pruned at the step where sequential training prunes it.
-When one fold is pruned or fails, the trial's other folds stop at their next epoch. Ctrl-C reaches only the study's process (the fold processes ignore it), which
-stops the folds the same way.
+When one fold is pruned or fails, the trial's other folds stop at their next epoch. Ctrl-C
+reaches only the study's process (the fold processes start with SIGINT blocked), which stops the
+folds the same way.
 """
 
 from __future__ import annotations
