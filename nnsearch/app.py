@@ -7,6 +7,7 @@ a bad command leaves nothing behind.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import warnings
 import time
@@ -15,7 +16,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from nnsearch.errors import NNSearchError
+from nnsearch.errors import NNSearchError, StudyFailed
 
 log = logging.getLogger("nnsearch")
 
@@ -36,10 +37,10 @@ def run_study_cli(cfg: DictConfig) -> int:
             run_command(cfg)
     except NNSearchError as err:
         print(f"nnsearch: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
+        return err.exit_code
+    except KeyboardInterrupt as stop:
         print("nnsearch: interrupted; run the same command again to resume the study.", file=sys.stderr)
-        return 130
+        return 128 + (stop.args[0] if stop.args and isinstance(stop.args[0], int) else signal.SIGINT)
     return 0
 
 
@@ -204,21 +205,30 @@ def absolute_tracking_uri(uri: str) -> str:
     return uri
 
 
-def open_study_and_parent(cfg: DictConfig, p: dict[str, Any], *, worker: bool = False) -> tuple[Any, Any]:
-    """Open (or resume) the Optuna study and its MLflow parent run.
+def open_study_and_parent(cfg: DictConfig, p: dict[str, Any], *, worker: bool = False) -> tuple[Any, Any, Any]:
+    """Open (or resume) the Optuna study and its MLflow parent run; returns the study, the
+    tracker and the storage.
 
-    The launcher and a single-process run create both; a worker process attaches to the parent
-    run the launcher recorded on the study, without changing its status.
+    A resumed study must have the identity settings and data its trials ran with
+    (:mod:`nnsearch.identity`). The process that created the study opens the MLflow parent run;
+    a worker, or another process joining the study, attaches to the parent run recorded on the
+    study, without changing its status.
     """
+    from nnsearch import identity
     from nnsearch.objective import type_name
     from nnsearch.storage import redact, storage_from_config
     from nnsearch.study import enqueue, n_finished, open_study
     from nnsearch.tracking import PARENT_RUN_ATTR, Tracker
 
     storage_url = cfg.study.storage
-    study = open_study(cfg.study.name, storage_from_config(cfg), directions=p["objectives"].directions, sampler=p["sampler"], pruner=p["pruner"])
+    where = redact(storage_url) if storage_url else "optuna.journal"
+    storage = storage_from_config(cfg)
+    study, created = open_study(cfg.study.name, storage, directions=p["objectives"].directions, sampler=p["sampler"], pruner=p["pruner"])
+    digest = identity.data_digest(p["data"].X, p["data"].y)
+    if not worker:
+        identity.check_resume(study, cfg, digest, where=where)
     configured_seed = cfg.sampler.get("seed")
-    _seed_this_process(cfg, p, study)
+    _seed_this_process(cfg, p, study, created=created)
     data = p["data"]
     tracker = Tracker(
         absolute_tracking_uri(cfg.tracking.uri),
@@ -230,14 +240,14 @@ def open_study_and_parent(cfg: DictConfig, p: dict[str, Any], *, worker: bool = 
     )
     if worker:
         tracker.parent_run_id = study.user_attrs.get(PARENT_RUN_ATTR)
-        return study, tracker
+        return study, tracker, storage
     from nnsearch.report import remember_config
 
     remember_config(study, cfg, p["objectives"].metrics)  # commands then work on an interrupted study too
+    identity.remember_data(study, digest)
     queued = enqueue(study, p["warm_start"])
     if queued:
         log.info("warm start: %d configuration(s) queued to run first", queued)
-    where = redact(storage_url) if storage_url else "optuna.journal"
     log.info("study '%s' on %s: %d/%d trials finished; %s", study.study_name, where, n_finished(study), cfg.study.n_trials, p["data"].describe())
     params = {
         "study.metric": ",".join(p["objectives"].metrics),
@@ -256,28 +266,42 @@ def open_study_and_parent(cfg: DictConfig, p: dict[str, Any], *, worker: bool = 
         "search_space": ", ".join(par.path for par in p["space"].parameters) or "(empty)",
     }
     tags = {"optuna.study_name": study.study_name, "study.n_trials": cfg.study.n_trials, "storage": where, "launch.workers": _n_workers(cfg)}
+    if not created:  # a process starting the same new study at the same moment opens its parent run
+        _wait_for_parent_run(study, PARENT_RUN_ATTR)
     _, resumed = tracker.open_parent(study, params, tags)
     if resumed:
         log.info("resuming: reattached to MLflow parent run %s", tracker.parent_run_id)
-    return study, tracker
+    return study, tracker, storage
 
 
-def _seed_this_process(cfg: DictConfig, p: dict[str, Any], study: Any) -> None:
+def _wait_for_parent_run(study: Any, attr: str, *, timeout: float = 30.0) -> None:
+    """Two processes starting one new study together: the one that created it opens the MLflow
+    parent run; the other waits for its id to appear on the study (or, if the creator died before
+    that, opens one itself after ``timeout``)."""
+    if attr in study.user_attrs or study.get_trials(deepcopy=False):
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if attr in study.user_attrs:
+            return
+        time.sleep(0.2)
+
+
+def _seed_this_process(cfg: DictConfig, p: dict[str, Any], study: Any, *, created: bool) -> None:
     """Give this process's sampler its own seed (see ``process_seed``); ``cfg.sampler.seed`` then says which."""
+    import os
+    import socket
+
     from nnsearch.building import build_sampler
     from nnsearch.objective import type_name
-    from nnsearch.storage import is_journal
     from nnsearch.study import SHARED_SEED_SAMPLERS, process_seed
 
     seed = cfg.sampler.get("seed")
     if seed is None or type_name(cfg.sampler) in SHARED_SEED_SAMPLERS:
         return
-    import socket
-
-    host = None if is_journal(cfg.study.storage) else socket.gethostname()  # a database may be shared by several machines
     worker_index = int(OmegaConf.select(cfg, "launch.worker_index") or 0)
     trials_before = len(study.get_trials(deepcopy=False))
-    own = process_seed(int(seed), trials_before=trials_before, worker_index=worker_index, host=host)
+    own = process_seed(int(seed), created=created, trials_before=trials_before, worker_index=worker_index, host=socket.gethostname(), pid=os.getpid())
     if own != seed:
         study.sampler = build_sampler(cfg, p["grid"], seed=own)
         cfg.sampler.seed = own
@@ -298,21 +322,40 @@ def start_fold_pool(cfg: DictConfig, p: dict[str, Any]) -> Any:
     return FoldPool.from_config(cfg, p["data"], p["folds"].splits, per_fold_pruning=type_name(cfg.pruner) == "WilcoxonPruner")
 
 
-def run_trials_here(cfg: DictConfig, p: dict[str, Any], study: Any, tracker: Any, *, pool: Any = None) -> str:
+def record_dead_trial(tracker: Any) -> Any:
+    """``on_dead`` for :func:`nnsearch.study.reap_dead_trials`: the dead trial's MLflow run, FAILED with its reason."""
+
+    def on_dead(trial: Any, reason: str) -> None:
+        started = trial.datetime_start.timestamp() if trial.datetime_start else time.time()
+        try:
+            tracker.log_trial(number=trial.number, state="FAIL", params=trial.params, folds=[], cv={}, tags={"reason": reason},
+                              start_ms=int(started * 1000))
+        except Exception as err:  # noqa: BLE001 - the study's own record stands without it
+            log.warning("MLflow run of dead trial %d could not be written: %s", trial.number, err)
+
+    return on_dead
+
+
+def run_trials_here(cfg: DictConfig, p: dict[str, Any], study: Any, tracker: Any, storage: Any, interruption: Any, *, pool: Any = None) -> str:
     """Run trials in this process until the study (shared with any other worker) is complete.
 
     ``pool``: fold processes started by the caller (closed here); else they start here if needed.
+    Trials left RUNNING by a dead process are failed and queued again first.
     """
-    from nnsearch.interrupt import Interruption
     from nnsearch.objective import Objective
     from nnsearch.progress import Progress
-    from nnsearch.study import n_finished, run_trials
+    from nnsearch.study import n_finished, reap_dead_trials, run_trials
 
     objs = p["objectives"]
+    max_retry = int(OmegaConf.select(cfg, "launch.max_retry", default=2))
+
+    def reap() -> None:
+        reap_dead_trials(study, storage, max_retry=max_retry, on_dead=record_dead_trial(tracker))
+
+    reap()
     progress = Progress.from_config(
         cfg, total=cfg.study.n_trials, done=n_finished(study), metrics=objs.metrics, directions=objs.directions, folds=len(p["folds"])
     )
-    interruption = Interruption()
     if pool is None and n_finished(study) < cfg.study.n_trials:
         pool = start_fold_pool(cfg, p)
     objective = Objective(
@@ -320,15 +363,15 @@ def run_trials_here(cfg: DictConfig, p: dict[str, Any], study: Any, tracker: Any
         fold_pool=pool,
     )
     try:
-        with interruption:
-            return run_trials(
-                study,
-                objective,
-                n_trials=cfg.study.n_trials,
-                timeout=cfg.study.timeout,
-                max_failed_trials=cfg.study.max_failed_trials,
-                interruption=interruption,
-            )
+        return run_trials(
+            study,
+            objective,
+            n_trials=cfg.study.n_trials,
+            timeout=cfg.study.timeout,
+            max_failed_trials=cfg.study.max_failed_trials,
+            interruption=interruption,
+            reap=reap,
+        )
     finally:
         progress.close()
         tracker.flush()  # the last trials' artifacts, before the study's report or the worker's exit
@@ -340,8 +383,11 @@ def run_study(cfg: DictConfig) -> Any:
     """Validate, run the study to ``study.n_trials`` finished trials, summarize; returns the study.
 
     With ``launch.workers`` > 1 (or ``launch.gpus``, or ``launch.backend=submitit``) the trials
-    run in worker processes that share the study; this process supervises them.
+    run in worker processes that share the study; this process supervises them. Ctrl-C or
+    SIGTERM, at any point after the study opened (trials, report, final model), stops it cleanly:
+    the running trial is recorded as failed, the parent run KILLED.
     """
+    from nnsearch.interrupt import Interruption
     from nnsearch.report import finish
     from nnsearch.study import n_finished
 
@@ -357,31 +403,41 @@ def run_study(cfg: DictConfig) -> Any:
     # the fold processes boot (imports, data) while this process opens the study and the MLflow store
     pool = None if distributed else start_fold_pool(cfg, p)
     try:
-        study, tracker = open_study_and_parent(cfg, p)
+        study, tracker, storage = open_study_and_parent(cfg, p)
     except BaseException:
         if pool is not None:
             pool.close()
         raise
+    interruption = Interruption()
     try:
-        if distributed:
-            from nnsearch.launch import launch_workers
+        with interruption:
+            if distributed:
+                from nnsearch.launch import launch_workers
 
-            reason = launch_workers(cfg, study)
-        else:
-            reason = run_trials_here(cfg, p, study, tracker, pool=pool)
+                with interruption.interruptible():
+                    reason = launch_workers(cfg, study, storage, on_dead=record_dead_trial(tracker))
+            else:
+                reason = run_trials_here(cfg, p, study, tracker, storage, interruption, pool=pool)
+            with interruption.interruptible():  # the report and the final model take seconds: a stop is honoured at once
+                finish(cfg, study, tracker, p, reason=reason, seconds=time.time() - started)
     except KeyboardInterrupt:
         tracker.close_parent("KILLED", tags={"state": "interrupted"})
         log.info("interrupted after %d/%d finished trials", n_finished(study), cfg.study.n_trials)
-        raise
+        raise KeyboardInterrupt(interruption.signal or signal.SIGINT) from None
+    except StudyFailed:
+        raise  # finish() closed the parent run with the reason
     except BaseException:
         tracker.close_parent("FAILED", tags={"state": "failed"})
         raise
-    finish(cfg, study, tracker, p, reason=reason, seconds=time.time() - started)
     return study
 
 
 def run_worker(cfg: DictConfig) -> str:
     """One worker of a launched study: the study and its parent run exist already."""
+    from nnsearch.interrupt import Interruption, stop_when_launcher_dies
+
+    stop_when_launcher_dies()
     p = _prepare(cfg)
-    study, tracker = open_study_and_parent(cfg, p, worker=True)
-    return run_trials_here(cfg, p, study, tracker)
+    study, tracker, storage = open_study_and_parent(cfg, p, worker=True)
+    with Interruption() as interruption:
+        return run_trials_here(cfg, p, study, tracker, storage, interruption)

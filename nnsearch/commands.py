@@ -170,7 +170,7 @@ def seeds(cfg: DictConfig) -> None:
 def final(cfg: DictConfig) -> None:
     """Retrain the chosen configuration and log (and optionally register) the MLflow model."""
     from nnsearch.app import _prepare
-    from nnsearch.report import _final_model, best_config
+    from nnsearch.report import best_config, final_model
 
     study, ran = load_finished_study(cfg)
     ranking = _ranking(study, ran)
@@ -178,7 +178,7 @@ def final(cfg: DictConfig) -> None:
     tracker = _tracker_of(study, ran)
     if not tracker.parent_run_id:
         raise NNSearchError(f"Study '{study.study_name}' has no MLflow parent run in {tracker.uri}; run the study first.")
-    print("\n".join(_final_model(ran, tracker, p, ranking, {})), flush=True)
+    print("\n".join(final_model(ran, tracker, study, p, ranking, {}, again=True)), flush=True)
 
 
 COMMANDS: dict[str, Callable[[DictConfig], None]] = {"leaderboard": show_leaderboard, "export": export, "seeds": seeds, "final": final}

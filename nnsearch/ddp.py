@@ -37,7 +37,7 @@ import torch
 from omegaconf import DictConfig, ListConfig
 
 from nnsearch.errors import NNSearchError, TrialFailed
-from nnsearch.interrupt import sigint_blocked
+from nnsearch.interrupt import die_with_parent, sigint_blocked
 from nnsearch.study import trial_ticket
 
 log = logging.getLogger("nnsearch")
@@ -163,6 +163,7 @@ def _rank_main(rank: int, world: int, port: int, cfg: DictConfig, data: Any, fol
                monitor: str | None, keep_predictions: bool, threads: int, answers: Any) -> None:
     """One DDP rank: train, then (rank 0) send the fold's result to the parent."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the ranks
+    die_with_parent()
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), NODE_RANK="0", LOCAL_RANK=str(rank), RANK=str(rank))
     os.environ["OMP_NUM_THREADS"] = str(threads)  # else Lightning sets cores / world itself
     torch.set_num_threads(threads)

@@ -60,7 +60,7 @@ def fit_final(cfg: DictConfig, dev: Any, test: Any | None, *, seed: int, epochs:
     from nnsearch.cv import fit_scaler, prepare_fold
     from nnsearch.ddp import world_size
     from nnsearch.models.build import build_module
-    from nnsearch.training import VAL_BATCH, make_trainer
+    from nnsearch.training import VAL_BATCH, fit_interruptibly, make_trainer
 
     cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     OmegaConf.update(cfg, "trainer.max_epochs", int(epochs), merge=False)
@@ -79,7 +79,7 @@ def fit_final(cfg: DictConfig, dev: Any, test: Any | None, *, seed: int, epochs:
     trainer = make_trainer(cfg, [])
     batches = TensorBatches(fold.x_train, fold.y_train, int(cfg.data.batch_size), generator=torch.Generator().manual_seed(seed))
     monitor = TensorBatches(fold.x_train, fold.y_train, VAL_BATCH)  # never the test rows
-    trainer.fit(module, train_dataloaders=batches, val_dataloaders=monitor)
+    fit_interruptibly(trainer, module, batches, monitor)
     metrics = module.evaluate(fold.x_val, fold.y_val_scaled) if test is not None else {}
     return FinalFit(module, fit_scaler(scaler_kind, dev.X), metrics, int(epochs), seed, n_dev, 0 if test is None else len(test.y))
 

@@ -33,7 +33,7 @@ import optuna
 from omegaconf import DictConfig, OmegaConf
 
 from nnsearch.errors import NNSearchError, TrialFailed
-from nnsearch.interrupt import sigint_blocked
+from nnsearch.interrupt import die_with_parent, sigint_blocked
 from nnsearch.study import reopen_trial, trial_ticket
 
 log = logging.getLogger("nnsearch")
@@ -221,6 +221,7 @@ def _init_process(data: Any, splits: list, threads: int, stop: Any) -> None:
     from nnsearch.cv import FoldCache
     from nnsearch.training import quiet_lightning
 
+    die_with_parent()  # a study killed with SIGKILL takes its fold processes with it
     torch.set_num_threads(threads)
     logging.getLogger("optuna").setLevel(logging.WARNING)
     quiet_lightning()

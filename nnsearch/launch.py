@@ -122,10 +122,17 @@ def _output_folder() -> Path:
     return output_dir() / "workers"
 
 
-def launch_workers(cfg: DictConfig, study: Any) -> str:
-    """Run the study on the configured workers until it is complete; returns why it stopped."""
+def launch_workers(cfg: DictConfig, study: Any, storage: Any, *, on_dead: Any = None) -> str:
+    """Run the study on the configured workers until it is complete; returns why it stopped.
+
+    ``on_dead(trial, reason)`` records a trial whose worker died (its MLflow run).
+    """
     from nnsearch.study import n_finished, reap_dead_trials
 
+    def reap(dead_workers: set[str] | None = None) -> None:
+        reap_dead_trials(study, storage, max_retry=int(cfg.launch.max_retry), dead_workers=dead_workers, on_dead=on_dead)
+
+    reap()  # trials left RUNNING by an earlier run's dead workers
     specs = worker_plan(cfg)
     folder = _output_folder()
     configs = {spec.index: write_worker_config(cfg, spec, folder) for spec in specs}
@@ -134,49 +141,59 @@ def launch_workers(cfg: DictConfig, study: Any) -> str:
     if cfg.launch.backend == "submitit":
         _run_submitit(cfg, specs, configs, folder)
     else:
-        _run_local(cfg, study, specs, configs)
-    reap_dead_trials(study, max_retry=int(cfg.launch.max_retry))
+        _run_local(cfg, study, specs, configs, reap)
+    reap()
     done = n_finished(study)
     return "done" if done >= cfg.study.n_trials else f"workers stopped at {done}/{cfg.study.n_trials} trials"
 
 
-def _start(spec: WorkerSpec, config: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "nnsearch.worker", str(config)], env=spec.env())
+def _start(spec: WorkerSpec, config: Path, lifeline: int) -> subprocess.Popen:
+    """A worker process; ``lifeline`` is the read end of a pipe whose write end only this process
+    holds, so the worker stops when this process is gone (``interrupt.stop_when_launcher_dies``)."""
+    from nnsearch.interrupt import LAUNCHER_FD_ENV
+
+    env = {**spec.env(), LAUNCHER_FD_ENV: str(lifeline)}
+    return subprocess.Popen([sys.executable, "-m", "nnsearch.worker", str(config)], env=env, pass_fds=(lifeline,))
 
 
-def _run_local(cfg: DictConfig, study: Any, specs: list[WorkerSpec], configs: dict[int, Path]) -> None:
+def _run_local(cfg: DictConfig, study: Any, specs: list[WorkerSpec], configs: dict[int, Path], reap: Any) -> None:
     import socket
 
-    from nnsearch.study import n_finished, reap_dead_trials
+    from nnsearch.study import n_finished
 
     host = socket.gethostname()
-    running = {spec.index: (spec, _start(spec, configs[spec.index])) for spec in specs}
-    restarts = 0
+    lifeline, keep = os.pipe()  # ``keep`` is never written; it closes when this process exits, however it dies
     try:
-        while running:
-            time.sleep(POLL_SECONDS)
-            for index, (spec, proc) in list(running.items()):
-                code = proc.poll()
-                if code is None:
-                    continue
-                del running[index]
-                if code != 0:
-                    log.warning("worker %d (pid %d) exited with %s", index, proc.pid, f"signal {-code}" if code < 0 else f"code {code}")
-                    reap_dead_trials(study, max_retry=int(cfg.launch.max_retry), dead_workers={f"{host}:{proc.pid}"})
-            if not running and n_finished(study) < cfg.study.n_trials and restarts < int(cfg.launch.max_restarts):
-                restarts += 1
-                log.warning("all workers stopped before the study was complete; starting them again (%d/%d)", restarts, cfg.launch.max_restarts)
-                running = {spec.index: (spec, _start(spec, configs[spec.index])) for spec in specs}
-    except KeyboardInterrupt:
-        for _, proc in running.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-        for _, proc in running.values():
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        raise
+        running = {spec.index: (spec, _start(spec, configs[spec.index], lifeline)) for spec in specs}
+        restarts = 0
+        try:
+            while running:
+                time.sleep(POLL_SECONDS)
+                for index, (spec, proc) in list(running.items()):
+                    code = proc.poll()
+                    if code is None:
+                        continue
+                    del running[index]
+                    if code != 0:
+                        log.warning("worker %d (pid %d) exited with %s", index, proc.pid, f"signal {-code}" if code < 0 else f"code {code}")
+                        reap({f"{host}:{proc.pid}"})
+                if not running and n_finished(study) < cfg.study.n_trials and restarts < int(cfg.launch.max_restarts):
+                    restarts += 1
+                    log.warning("all workers stopped before the study was complete; starting them again (%d/%d)", restarts, cfg.launch.max_restarts)
+                    running = {spec.index: (spec, _start(spec, configs[spec.index], lifeline)) for spec in specs}
+        except KeyboardInterrupt:
+            for _, proc in running.values():
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGINT)
+            for _, proc in running.values():
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+            raise
+    finally:
+        os.close(lifeline)
+        os.close(keep)
 
 
 def _run_submitit(cfg: DictConfig, specs: list[WorkerSpec], configs: dict[int, Path], folder: Path) -> None:

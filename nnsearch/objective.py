@@ -18,7 +18,7 @@ from nnsearch.interrupt import Interruption
 from nnsearch.objectives import Objectives
 from nnsearch.search_space import SearchSpace
 from nnsearch.storage import redacted_yaml
-from nnsearch.study import CLAIMED, WORKER_ATTR, worker_id
+from nnsearch.study import CLAIMED, mark_owner
 from nnsearch.tracking import TRIAL_RUN_ATTR, Tracker
 from nnsearch.training import FoldResult, fit_fold, fit_folds
 
@@ -76,7 +76,6 @@ class Objective:
         # per-epoch updates only feed the live status line; plain and off modes skip the call
         self.on_epoch = progress.epoch_end if progress is not None and progress.mode == "live" else None
         self.sampler_name, self.pruner_name = type_name(cfg.sampler), type_name(cfg.pruner)
-        self.worker = worker_id()
         self.enumerating = self.sampler_name in ("GridSampler", "BruteForceSampler")
 
     def _skip_reason(self, trial: Any) -> str:
@@ -102,7 +101,7 @@ class Objective:
         import optuna
 
         start = time.time()
-        trial.set_user_attr(WORKER_ATTR, self.worker)
+        mark_owner(trial)
         values = self.space.suggest(trial)
         skip = self._skip_reason(trial)
         if skip:
@@ -115,7 +114,7 @@ class Objective:
         results: list[FoldResult] = []
         state, reason, scores = "COMPLETE", "", None
         try:
-            with self.interruption.trial():
+            with self.interruption.interruptible():
                 measured = self._model_metrics(trial_cfg)
                 if self.per_fold:
                     self._fit_folds_reporting_each(trial, trial_cfg, seed, results)

@@ -115,6 +115,8 @@ def finish(cfg: DictConfig, study: Any, tracker: Any, p: dict[str, Any], *, reas
     failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
     skipped = sum(1 for t in failed if t.user_attrs.get("skipped"))  # surplus/duplicate starts of parallel workers
     counts["fail"] = len(failed) - skipped
+    if not counts["complete"]:
+        _no_trial_completed(study, tracker, reason, counts, failed)
     ranking = leaderboard.rank(study, metrics=metrics_names, pick=_setting(cfg, "report.pareto_pick", None))
     chosen = ranking.chosen
     lines = [
@@ -164,7 +166,7 @@ def finish(cfg: DictConfig, study: Any, tracker: Any, p: dict[str, Any], *, reas
 
             write_study_plots(study, artifacts / "plots", metrics=metrics_names, pick=ranking.pick_metric)
         if chosen is not None and _setting(cfg, "final.retrain", True):
-            lines += _final_model(cfg, tracker, p, ranking, metrics)
+            lines += final_model(cfg, tracker, study, p, ranking, metrics)
         tags = {"state": "finished", "stop_reason": reason, "trials.complete": counts["complete"], "trials.pruned": counts["pruned"], "trials.failed": counts["fail"]}
         if chosen is not None:
             tags["best_trial"] = chosen.number
@@ -176,20 +178,45 @@ def finish(cfg: DictConfig, study: Any, tracker: Any, p: dict[str, Any], *, reas
     print("\n".join(lines), flush=True)
 
 
+def _no_trial_completed(study: Any, tracker: Any, reason: str, counts: dict[str, int], failed: list) -> None:
+    """A study without a complete trial has no result: close its parent run FAILED and say why, in one line."""
+    from nnsearch.errors import StudyFailed
+
+    reasons = [t.user_attrs.get("fail_reason") for t in failed if not t.user_attrs.get("skipped") and t.user_attrs.get("fail_reason")]
+    last = f"; last failure: {reasons[-1]}" if reasons else ""
+    tracker.close_parent("FAILED", tags={"state": "no trial completed", "stop_reason": reason})
+    raise StudyFailed(
+        f"no trial of study '{study.study_name}' completed ({counts['pruned']} pruned, {counts['fail']} failed{last}), "
+        f"so there is no best configuration ({reason})."
+    )
+
+
 def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
-def _final_model(cfg: DictConfig, tracker: Any, p: dict[str, Any], ranking: Any, metrics: dict[str, float]) -> list[str]:
+FINAL_MODEL_ATTR = "nnsearch.final_model"  # {"trial": N, "run_id": ID}: the final model the study last logged
+
+
+def final_model(cfg: DictConfig, tracker: Any, study: Any, p: dict[str, Any], ranking: Any, metrics: dict[str, float], *, again: bool = False) -> list[str]:
     """Retrain the chosen trial on all development rows, score it on the test split, log it.
 
-    A failure here is reported, not raised: the study itself is complete and recorded.
+    A resumed study whose chosen trial did not change keeps the final model it already logged
+    (its ``final-model`` run, found through the study attribute ``nnsearch.final_model``): the
+    same trial retrained again would be the same model; ``again`` (``command=final``) retrains
+    anyway. A failure here is reported, not raised: the study itself is complete and recorded.
     """
     from nnsearch.final_model import fit_final, final_epochs, log_final_model
 
     chosen = ranking.chosen
+    earlier = None if again else _existing_final_model(tracker, study, chosen.number)
+    if earlier is not None:
+        lines = [f"Final model: trial {chosen.number} is still the chosen one; keeping its final model (MLflow run {earlier.info.run_id})"]
+        tested = {k[len("test/"):]: v for k, v in earlier.data.metrics.items() if k.startswith("test/")}
+        return lines + _test_lines(chosen, tested, metrics, earlier.data.params.get("rows.test", "?"))
     trial_cfg = best_config(cfg, chosen.params, chosen.number)
     seed = int(trial_cfg.seed) * 1000  # the seed of the chosen trial's fold 0
+    log.info("final model: retraining trial %d on all development rows", chosen.number)
     try:
         fit = fit_final(trial_cfg, p["data"], p["test"], seed=seed, epochs=final_epochs(cfg, chosen, len(p["folds"])))
         register = _setting(cfg, "final.register_name", None)
@@ -197,16 +224,33 @@ def _final_model(cfg: DictConfig, tracker: Any, p: dict[str, Any], ranking: Any,
     except Exception as err:  # noqa: BLE001 - the search's results stand without the final model
         log.warning("final model: retraining trial %d failed: %s", chosen.number, err)
         return [f"Final model: retraining failed ({err})"]
+    study.set_user_attr(FINAL_MODEL_ATTR, {"trial": chosen.number, "run_id": run_id})
     lines = [f"Final model: trial {chosen.number} retrained on all {fit.n_train} development rows ({fit.epochs} epochs), MLflow run {run_id}"]
-    if fit.test_metrics:
-        lines.append(f"Held-out test split ({fit.n_test} rows, never seen by any trial) beside the CV estimate:")
-        for name, value in fit.test_metrics.items():
-            metrics[f"test/{name}"] = value
-            cv, std = chosen.user_attrs.get(f"cv/{name}"), chosen.user_attrs.get(f"cv/{name}_std")
-            beside = f"   (CV {cv:.4f} ± {std:.4f})" if cv is not None and std is not None else ""
-            lines.append(f"  {name:<10} {value:.4f}{beside}")
-    else:
-        lines.append("  no held-out test split (cv.test_size=0): only the CV estimate is available")
+    lines += _test_lines(chosen, fit.test_metrics, metrics, fit.n_test)
     if register := _setting(cfg, "final.register_name", None):
         lines.append(f"  registered as MLflow model '{register}'")
+    return lines
+
+
+def _existing_final_model(tracker: Any, study: Any, number: int) -> Any:
+    """The FINISHED ``final-model`` run this study logged for trial ``number``, if it still exists."""
+    earlier = study.user_attrs.get(FINAL_MODEL_ATTR) or {}
+    if earlier.get("trial") != number or not earlier.get("run_id"):
+        return None
+    try:
+        run = tracker.client.get_run(earlier["run_id"])
+    except Exception:  # noqa: BLE001 - deleted, or another store: retrain
+        return None
+    return run if run.info.status == "FINISHED" and run.info.lifecycle_stage == "active" else None
+
+
+def _test_lines(chosen: Any, tested: dict[str, float], metrics: dict[str, float], n_test: Any) -> list[str]:
+    if not tested:
+        return ["  no held-out test split (cv.test_size=0): only the CV estimate is available"]
+    lines = [f"Held-out test split ({n_test} rows, never seen by any trial) beside the CV estimate:"]
+    for name, value in tested.items():
+        metrics[f"test/{name}"] = value
+        cv, std = chosen.user_attrs.get(f"cv/{name}"), chosen.user_attrs.get(f"cv/{name}_std")
+        beside = f"   (CV {cv:.4f} ± {std:.4f})" if cv is not None and std is not None else ""
+        lines.append(f"  {name:<10} {value:.4f}{beside}")
     return lines

@@ -251,15 +251,22 @@ def _fit_lightning(
     train = TensorBatches(x_train, y_train, int(cfg.data.batch_size), generator=generator)
     val = TensorBatches(x_val, y_val, VAL_BATCH)
     module.history = result.history
+    fit_interruptibly(trainer, module, train, val)
+    return _finish(module, result, x_val, y_val, device=device, keep_predictions=_wants_predictions(cfg))
+
+
+def fit_interruptibly(trainer: L.Trainer, module: Any, train: Any, val: Any) -> None:
+    """``trainer.fit``, with a stop signal raised as KeyboardInterrupt.
+
+    Lightning turns Ctrl-C into ``sys.exit(1)`` (and ignores further SIGINTs until the study's
+    handler is restored): make it a KeyboardInterrupt again, which the study handles.
+    """
     try:
         trainer.fit(module, train_dataloaders=train, val_dataloaders=val)
     except SystemExit:
-        # Lightning turns Ctrl-C into sys.exit(1) (and ignores further SIGINTs until the
-        # study's handler is restored): make it a KeyboardInterrupt again
         if trainer.interrupted:
             raise KeyboardInterrupt from None
         raise
-    return _finish(module, result, x_val, y_val, device=device, keep_predictions=_wants_predictions(cfg))
 
 
 def _wants_predictions(cfg: DictConfig) -> bool:
