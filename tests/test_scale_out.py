@@ -124,6 +124,10 @@ def test_a_worker_killed_mid_trial_fails_that_trial_which_is_retried(tmp_path):
     retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == killed[0].number]
     assert len(retries) == 1 and retries[0].params == killed[0].params
     assert retries[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
+    # the dead trial is in MLflow too, FAILED with its reason
+    _, _, children = mlflow_runs(tmp_path, "digits_mlp")
+    dead = [c for c in children if c.data.tags["optuna.trial_number"] == str(killed[0].number)]
+    assert len(dead) == 1 and dead[0].info.status == "FAILED" and "died" in dead[0].data.tags["reason"]
 
 
 def test_submitit_local_executor_runs_the_workers(run_cli, tmp_path):
