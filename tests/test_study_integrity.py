@@ -261,3 +261,26 @@ def test_exactly_one_of_two_processes_opening_a_new_study_creates_it(tmp_path):
     storage = JournalStorage(JournalFileBackend(str(tmp_path / "j.journal")))
     opened = [open_study("s", storage, directions=["maximize"], sampler=optuna.samplers.RandomSampler(), pruner=None) for _ in range(2)]
     assert [created for _, created in opened] == [True, False]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _postgres_available(), reason="PostgreSQL on 127.0.0.1:5432 is not reachable")
+def test_two_runs_started_together_on_one_postgresql_study_share_it_without_repeating_trials(tmp_path):
+    import optuna
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}").search_experiments()  # the store exists; its creation race is tested apart
+    name = f"twin_{uuid.uuid4().hex[:8]}"
+    args = [sys.executable, "-m", "nnsearch", "+study=wine_mlp", "study.n_trials=6", "cv.folds=2", "trainer.max_epochs=2", "cv.test_size=0",
+            "sampler=random", "pruner=none", "final.retrain=false", "report.study_plots=false", f"study.storage={PG_URL}", f"study.name={name}"]
+    procs = [subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    study = optuna.load_study(study_name=name, storage=PG_URL)
+    finished = study.get_trials(states=FINISHED)
+    assert len(finished) == 6
+    assert len({tuple(sorted(t.params.items())) for t in finished}) == 6  # no process repeated the other's samples
+    _, parents, children = mlflow_runs(tmp_path, name)
+    assert len(parents) == 1, [p.info.run_id for p in parents]  # one parent run, though both started the study
+    seeds = {c.data.tags["sampler.seed"] for c in children if c.data.tags["state"] == "COMPLETE"}
+    assert len(seeds) == 2
