@@ -124,7 +124,7 @@ def check_one(config: DictConfig, data: Any, fold: Any) -> None:
 
     check_settings(config)
     module = build_module(config, data, fold, [])
-    rows = min(int(config.data.batch_size), MAX_ROWS, len(fold.x_train))
+    rows = min(int(config.data.get("batch_size") or MAX_ROWS), MAX_ROWS, len(fold.x_train))
     x, y = fold.x_train[:rows], fold.y_train[:rows]
     try:
         with torch.no_grad():
