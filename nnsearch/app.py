@@ -23,7 +23,11 @@ log = logging.getLogger("nnsearch")
 
 def run_study_cli(cfg: DictConfig) -> int:
     """Run the study; a user-fixable problem becomes one line on stderr and exit code 2."""
+    from nnsearch.studies import STUDY_FILE_ERROR
+
     try:
+        if cfg.get(STUDY_FILE_ERROR):
+            raise NNSearchError(cfg[STUDY_FILE_ERROR])
         command = cfg.get("command", "run")
         if command == "run":
             run_study(cfg)
@@ -36,6 +40,9 @@ def run_study_cli(cfg: DictConfig) -> int:
 
             run_command(cfg)
     except NNSearchError as err:
+        from nnsearch.run_dir import remove_unused_run_dir
+
+        remove_unused_run_dir()
         print(f"nnsearch: error: {err}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt as stop:
@@ -55,6 +62,7 @@ def _prepare(cfg: DictConfig) -> dict[str, Any]:
     from nnsearch.building import build, build_pruner, build_sampler
     from nnsearch.cv import FoldCache, holdout_split, make_splits
     from nnsearch.objectives import resolve_objectives
+    from nnsearch.preflight import check_sampler, check_settings, check_stores
     from nnsearch.search_space import SearchSpace
     from nnsearch.training import engine_of, quiet_lightning
 
@@ -69,12 +77,15 @@ def _prepare(cfg: DictConfig) -> dict[str, Any]:
     if not isinstance(cfg.trainer.max_epochs, int) or cfg.trainer.max_epochs < 1:
         raise NNSearchError(f"trainer.max_epochs must be a positive integer, got {cfg.trainer.max_epochs!r}.")
     engine_of(cfg)  # a misspelled trainer.engine fails here, not in every trial
+    check_settings(cfg)
+    check_stores(cfg)
     from nnsearch.fold_pool import parallel_folds
 
     parallel_folds(cfg, 2, per_fold_pruning=False)  # a bad cv.parallel fails here too
     data = build("data", cfg.data)
     objectives = resolve_objectives(cfg.study, data.task)
     space = SearchSpace.from_config(cfg.get("search_space"), cfg)
+    _one_trial_without_a_space(cfg, space)
     warm_start = _warm_start(cfg.study.get("enqueue"), space)
     data, test = holdout_split(data, test_size=cfg.cv.get("test_size", 0.0), seed=cfg.cv.seed, stratified=cfg.cv.stratified)
     splits = make_splits(data, folds=cfg.cv.folds, seed=cfg.cv.seed, shuffle=cfg.cv.shuffle, stratified=cfg.cv.stratified)
@@ -82,6 +93,7 @@ def _prepare(cfg: DictConfig) -> dict[str, Any]:
     _smoke_test(cfg, data, folds, space)
     grid = space.grid() if "GridSampler" in str(cfg.sampler.get("_target_", "")) else None
     sampler = build_sampler(cfg, grid)
+    check_sampler(sampler, space)
     pruner = build_pruner(cfg)
     _check_pruner(pruner, objectives)
     cv_metrics = [m for m in objectives.metrics if m not in objectives.model_metrics]
@@ -100,6 +112,18 @@ def _prepare(cfg: DictConfig) -> dict[str, Any]:
         epoch_metrics=epoch_metrics,
         warm_start=warm_start,
     )
+
+
+def _one_trial_without_a_space(cfg: DictConfig, space: Any) -> None:
+    """Without a search space every trial trains the same configuration (only the seed differs): run one."""
+    if len(space) or cfg.study.n_trials == 1:
+        return
+    log.info(
+        "search_space is empty, so every trial would train the same configuration: running 1 trial instead of "
+        "study.n_trials=%d (command=seeds measures how much the score varies with the seed)",
+        cfg.study.n_trials,
+    )
+    cfg.study.n_trials = 1
 
 
 def _check_pruner(pruner: Any, objectives: Any) -> None:
@@ -169,26 +193,11 @@ def _no_traceback_for_failed_trials(record: logging.LogRecord) -> bool:
 
 
 def _smoke_test(cfg: DictConfig, data: Any, folds: Any, space: Any = None) -> None:
-    """Build the base model (and every searched family) and pass two rows through it, so a shape
-    mismatch fails before trial 0."""
-    import torch
+    """Build every setting the study will use and train it one step on fold 0, so that what would
+    fail every trial fails once, before the study exists (see :mod:`nnsearch.smoke`)."""
+    from nnsearch.smoke import smoke_test
 
-    from nnsearch.models.build import build_module
-
-    from nnsearch.search_space import SearchSpace
-
-    fold = folds.get(0)
-    configs = [cfg]
-    if space is not None:  # every family a trial may choose must be able to read the data
-        configs += [SearchSpace.apply(cfg, {"model": choice}) for choice in model_choices(space)]
-    for config in configs:
-        module = build_module(config, data, fold, [])
-        try:
-            with torch.no_grad():
-                module.eval()(fold.x_train[:2])
-        except (RuntimeError, ValueError) as err:
-            first = str(err).splitlines()[0]
-            raise NNSearchError(f"model {config.model._target_} cannot process samples of shape {data.input_shape}: {first}") from None
+    smoke_test(cfg, data, folds.get(0), space)
 
 
 def model_choices(space: Any) -> list[str]:

@@ -267,6 +267,7 @@ def _parse_distribution(path: str, entry: Any) -> Parameter:
             choices = entry.get("choices")
             if not isinstance(choices, list) or not choices:
                 raise NNSearchError(f"{where}: a categorical parameter needs a non-empty list of `choices`.")
+            _check_one_type(where, choices)
             return Parameter(path, CategoricalDistribution(choices))
         if kind == "float" and "values" in entry:
             values = entry["values"]
@@ -288,6 +289,27 @@ def _parse_distribution(path: str, entry: Any) -> Parameter:
         return Parameter(path, FloatDistribution(float(low), float(high), log=log, step=step))
     except ValueError as err:  # Optuna's own checks: log with step, log with low <= 0, ...
         raise NNSearchError(f"{where}: {err}") from None
+
+
+def _kind(value: Any) -> str:
+    """The type family of a choice: ints and floats are both numbers (YAML writes ``1`` and ``1.0``)."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    return type(value).__name__
+
+
+def _check_one_type(where: str, choices: list) -> None:
+    """Choices of one type (``None`` may join them): ``[32, "64"]`` would build a model with the text "64"
+    in every trial that draws it, and Optuna's samplers and plots would order the two kinds inconsistently."""
+    kinds: dict[str, Any] = {}
+    for choice in choices:
+        if choice is not None:
+            kinds.setdefault(_kind(choice), choice)
+    if len(kinds) > 1:
+        shown = ", ".join(f"{value!r} ({kind})" for kind, value in kinds.items())
+        raise NNSearchError(f"{where}: choices mix types: {shown}; write them all as one type (e.g. all numbers, or all quoted).")
 
 
 def _check_path(path: str, config: DictConfig) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 SHIPPED_STUDIES = Path(__file__).resolve().parent.parent / "studies"
+STUDY_FILE_ERROR = "_study_file_error_"  # key of the config a broken study file is registered as
 
 
 def study_dirs() -> list[Path]:
@@ -42,15 +43,46 @@ def register_resolvers() -> None:
 
 
 def register_studies() -> None:
-    """Make every study file selectable as ``+study=NAME`` (and register nnsearch's resolvers)."""
+    """Make every study file selectable as ``+study=NAME`` (and register nnsearch's resolvers).
+
+    A file that is not a YAML mapping is registered too, as a config holding only
+    :data:`STUDY_FILE_ERROR` (what is wrong with it): a stray file in ``./studies`` must not break
+    the other studies, and the one who picks it gets that line instead of the default study.
+    """
     from hydra.core.config_store import ConfigStore
 
     register_resolvers()
     store = ConfigStore.instance()
     for name, file in study_files().items():
-        node = OmegaConf.load(file)
-        if not isinstance(node, dict) and not OmegaConf.is_dict(node):
+        problem, node = _read(file)
+        if problem is not None:
+            store.store(group="study", name=name, node={STUDY_FILE_ERROR: problem}, package="_global_", provider=str(file.parent))
             continue
         named = OmegaConf.merge({"study": {"name": name}}, node) if OmegaConf.select(node, "study.name") is None else node
         # keep the defaults list (overrides of other groups) as written
         store.store(group="study", name=name, node=named, package="_global_", provider=str(file.parent))
+
+
+def _read(file: Path) -> tuple[str | None, object]:
+    """``(problem, node)``: the file's config, or why it is not a study.
+
+    OmegaConf reads a plain text line as a mapping of that text to null (``{"cd foo": None}``), so
+    the kind of document is judged by PyYAML, on which OmegaConf's own loader is built.
+    """
+    import yaml
+
+    try:
+        text = file.read_text()
+        document = yaml.safe_load(text)
+        node = OmegaConf.load(file) if document is not None else OmegaConf.create({})
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        first = " ".join(str(err).split())
+        return f"study file {file} cannot be read as YAML: {first}", None
+    if document is not None and not isinstance(document, dict):
+        shown = " ".join(str(document).split())
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        return (
+            f"study file {file} is not a YAML mapping of settings (it reads as the {type(document).__name__} {shown!r}); "
+            "a study sets keys such as study:, search_space: and model:."
+        ), None
+    return None, node

@@ -67,7 +67,7 @@ VARIANTS = {
 def test_every_family_trains_and_reports_its_metrics(run, tmp_path, name):
     overrides, metric = VARIANTS[name]
     result = run(*overrides, f"study.metric={metric}", f"study.name={name}", *TINY)
-    assert len(result.get_trials(states=(TrialState.COMPLETE,))) == 2
+    assert len(result.get_trials(states=(TrialState.COMPLETE,))) == 1  # no search space: one trial, not study.n_trials
     _, _, children = mlflow_runs(tmp_path, name)
     metrics = children[0].data.metrics
     assert math.isfinite(metrics[f"cv/{metric}"])
@@ -163,7 +163,7 @@ def test_user_sequences_from_npz_train_an_lstm(run, tmp_path):
     y = (X[:, :, 0].sum(axis=1) > 0).astype(int)
     path = _npz(tmp_path, X, y)
     study = run("data=npz_sequence", f"data.path={path}", "model=gru", "study.metric=roc_auc", *TINY)
-    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 2
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 1  # no search space: one trial
 
 
 def test_cli_flat_data_to_a_sequence_model_is_one_line_exit_2(run_cli, tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -109,3 +111,186 @@ def test_npz_without_y_is_rejected(run_in_process, tmp_path):
     np.savez(tmp_path / "d.npz", X=np.zeros((10, 3)))
     with pytest.raises(NNSearchError, match="lacks array\\(s\\) y"):
         run_in_process("data=npz", f"data.path={tmp_path / 'd.npz'}")
+
+
+# Checks before any trial (issue 15): each refusal is one line, exit code 2, and leaves no study, no
+# MLflow store and no Hydra run folder behind.
+
+
+def _refused(result, tmp_path, message):
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("nnsearch: error: "), result.stderr[-2000:]
+    assert message in lines[0], lines[0]
+    _nothing_written(tmp_path)
+    assert not (tmp_path / "outputs").exists(), f"a run folder was left: {sorted(p.name for p in (tmp_path / 'outputs').rglob('*'))}"
+    return lines[0]
+
+
+def _study(tmp_path, name, text):
+    (tmp_path / "studies").mkdir(exist_ok=True)
+    (tmp_path / "studies" / f"{name}.yaml").write_text(text)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["data=iris", "optimizer.lr=-1"], "optimizer torch.optim.Adam rejects its settings: Invalid learning rate: -1"),
+        (["data=iris", "scheduler=plateau", "scheduler.mode=lowest"], "(with scheduler torch.optim.lr_scheduler.ReduceLROnPlateau) rejects its settings: mode lowest is unknown"),
+        (["data=iris", "model.hidden_dim=0"], "model.hidden_dim must be at least 1, got 0."),
+    ],
+    ids=["optimizer-lr", "scheduler-mode", "model-width"],
+)
+def test_a_setting_the_constructor_rejects_fails_once_before_the_study(run_cli, tmp_path, args, message):
+    _refused(run_cli(*args), tmp_path, message)
+
+
+def test_a_search_space_bound_that_fails_every_trial_there_is_refused_naming_it(run_cli, tmp_path):
+    # dropout 1 is refused by the model itself ("must be in [0, 1)"); torch's Dropout(1.0) would
+    # train on zeros. Today each trial at the bound fails; the smoke test builds both bounds.
+    _study(tmp_path, "dropout1", "# @package _global_\nsearch_space:\n  model.dropout: {type: float, low: 1, high: 1}\n")
+    _refused(run_cli("+study=dropout1"), tmp_path, "error: search_space.model.dropout=1.0: model.dropout must be in [0, 1), got 1.0.")
+
+
+def test_a_categorical_with_mixed_types_is_refused(run_cli, tmp_path):
+    _study(tmp_path, "mixed", "# @package _global_\nsearch_space:\n  model.hidden_dim: {type: categorical, choices: [32, \"64\"]}\n")
+    _refused(run_cli("+study=mixed"), tmp_path, "search_space.model.hidden_dim: choices mix types: 32 (number), '64' (str)")
+
+
+@pytest.mark.parametrize(
+    ("choices", "ok"), [("[null, 32, 64]", True), ("[0.5, 1]", True), ("[relu, null]", True), ("[true, 1]", False), ("[relu, 2]", False)]
+)
+def test_categorical_choices_of_one_type_with_none_or_ints_and_floats_are_accepted(choices, ok):
+    from omegaconf import OmegaConf
+
+    from nnsearch.search_space import _parse_distribution
+
+    entry = OmegaConf.to_container(OmegaConf.create(f"{{type: categorical, choices: {choices}}}"))
+    if ok:
+        _parse_distribution("model.x", entry)
+    else:
+        with pytest.raises(NNSearchError, match="choices mix types"):
+            _parse_distribution("model.x", entry)
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"), [("0", "0"), ("-4", "-4"), ("2.5", "2.5"), ("many", "'many'")], ids=["zero", "negative", "fraction", "text"]
+)
+def test_a_batch_size_that_is_not_a_positive_integer_is_refused(run_cli, tmp_path, value, shown):
+    _refused(run_cli("data=iris", f"data.batch_size={value}"), tmp_path, f"data.batch_size must be a positive integer, got {shown}.")
+
+
+@pytest.mark.parametrize(("value", "shown"), [("-1", "-1"), ("0", "0"), ("soon", "'soon'")], ids=["negative", "zero", "text"])
+def test_a_timeout_that_is_not_a_positive_number_is_refused(run_cli, tmp_path, value, shown):
+    _refused(run_cli("data=iris", f"study.timeout={value}"), tmp_path, f"study.timeout must be a positive number of seconds (or null for no limit), got {shown}.")
+
+
+def test_bruteforce_over_a_continuous_range_is_refused_and_the_existing_study_is_untouched(run_cli, tmp_path):
+    from conftest import TINY
+
+    assert run_cli("+study=digits_mlp", *TINY).returncode == 0
+    journal = (tmp_path / "optuna.journal").read_bytes()
+    runs = sorted(p.name for p in (tmp_path / "outputs" / "digits_mlp").iterdir())
+    done = run_cli("+study=digits_mlp", "sampler=bruteforce", *TINY)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert done.stderr.strip() == (
+        "nnsearch: error: sampler=bruteforce tries every value of every parameter, so each float needs a `step` (or a list of "
+        "`values`); search_space.model.dropout, search_space.optimizer.lr, search_space.optimizer.weight_decay are continuous. "
+        "Use sampler=tpe or sampler=random for continuous ranges."
+    )
+    assert (tmp_path / "optuna.journal").read_bytes() == journal, "the refused command wrote to the study"
+    assert sorted(p.name for p in (tmp_path / "outputs" / "digits_mlp").iterdir()) == runs, "the refused command left a run folder"
+
+
+@pytest.mark.parametrize(
+    ("setting", "make", "message"),
+    [
+        ("study.storage={tmp}/notes.txt/optuna.journal", "file", "study.storage: cannot create {tmp}/notes.txt/optuna.journal: {tmp}/notes.txt is a file, not a folder."),
+        ("study.storage={tmp}/studies_dir", "dir", "study.storage: {tmp}/studies_dir is a folder; give the path of a file"),
+        ("tracking.uri=sqlite:///{tmp}/notes.txt/runs/mlflow.db", "file", "tracking.uri: cannot create {tmp}/notes.txt/runs/mlflow.db: {tmp}/notes.txt is a file, not a folder."),
+    ],
+    ids=["journal-under-a-file", "journal-is-a-folder", "mlflow-under-a-file"],
+)
+def test_a_store_that_cannot_be_written_is_refused_before_anything_is_written(run_cli, tmp_path, setting, make, message):
+    # Tests run as root, for whom chmod does not stop writing; a path through a regular file fails for
+    # anyone, and so does a folder where a file belongs. Mode bits are covered in-process below.
+    (tmp_path / "notes.txt").write_text("not a folder")
+    (tmp_path / "studies_dir").mkdir()
+    _refused(run_cli("data=iris", setting.format(tmp=tmp_path)), tmp_path, message.format(tmp=tmp_path))
+
+
+def test_a_folder_this_user_cannot_write_is_named(tmp_path, monkeypatch):
+    """What ``os.access`` says for a read-only folder as a non-root user (as root it grants writing)."""
+    import os
+
+    from nnsearch.preflight import check_stores
+    from conftest import compose
+
+    cfg = compose(["data=iris", f"study.storage={tmp_path}/optuna.journal"])
+    monkeypatch.setattr(os, "access", lambda path, mode: str(path) != str(tmp_path))
+    with pytest.raises(NNSearchError, match=f"study.storage: cannot write {tmp_path}/optuna.journal: folder {tmp_path} is not writable by this user."):
+        check_stores(cfg)
+
+
+def test_a_directory_given_as_the_data_file_is_called_a_directory(run_cli, tmp_path):
+    (tmp_path / "tables").mkdir()
+    _refused(run_cli("data=csv", "data.path=tables", "data.target=y"), tmp_path, "data.path=tables is a directory; data=csv reads one .csv file: give its path.")
+
+
+def test_a_study_file_that_is_not_a_mapping_is_refused_naming_the_file(run_cli, tmp_path):
+    _study(tmp_path, "bogus", "cd foo\npython -m nnsearch\n")
+    line = _refused(run_cli("+study=bogus"), tmp_path, f"study file {tmp_path / 'studies' / 'bogus.yaml'} is not a YAML mapping of settings")
+    assert "'cd foo python -m nnsearch'" in line
+    assert run_cli("+study=bogus", "--help").returncode == 0  # the other studies and the help still work
+
+
+def test_a_refused_command_keeps_earlier_run_folders(run_cli, tmp_path):
+    kept = tmp_path / "outputs" / "default" / "earlier-run" / "best_config.yaml"
+    kept.parent.mkdir(parents=True)
+    kept.write_text("x: 1\n")
+    done = run_cli("data=iris", "data.batch_size=0")
+    assert done.returncode == 2
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in (tmp_path / "outputs").rglob("*")) == [
+        "outputs/default", "outputs/default/earlier-run", "outputs/default/earlier-run/best_config.yaml"
+    ]
+
+
+def test_a_study_without_a_search_space_runs_one_trial_and_says_why(run_cli, tmp_path):
+    from conftest import load_study
+
+    done = run_cli("data=iris", "study.n_trials=3", "cv.folds=2", "trainer.max_epochs=1", "final.retrain=false", "report.study_plots=false")
+    assert done.returncode == 0, done.stderr[-2000:]
+    said = [line for line in (done.stdout + done.stderr).splitlines() if "search_space is empty" in line]
+    assert len(said) == 1 and "running 1 trial instead of study.n_trials=3" in said[0] and "command=seeds" in said[0], said
+    assert len(load_study(tmp_path, "default").trials) == 1
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (Path(__file__).resolve().parent.parent / "studies").glob("*.yaml")))
+def test_every_shipped_study_passes_the_smoke_test(name, tmp_path, monkeypatch):
+    """Each parameter at its bounds builds and trains one step (the GAN: builds, without the step)."""
+    from conftest import compose
+
+    from nnsearch.app import _prepare
+    from nnsearch.smoke import probes
+
+    monkeypatch.chdir(tmp_path)
+    p = _prepare(compose([f"+study={name}"]))
+    assert len(probes(p["space"])) > len(p["space"])  # the base config and at least one value per parameter
+    assert not list(tmp_path.iterdir())
+
+
+def test_the_smoke_test_catches_a_nan_loss_naming_the_value(tmp_path, monkeypatch):
+    from conftest import compose
+
+    from nnsearch.app import _prepare
+
+    monkeypatch.chdir(tmp_path)
+    cfg = compose(["data=wine", "model=autoencoder", "data.task=reconstruction", "study.metric=recon_mse"])
+    cfg.search_space = {"model.bottleneck": {"type": "int", "low": 1, "high": 2}}
+    import nnsearch.models.autoencoder_module as ae
+
+    real = ae.AutoencoderModule.row_errors
+    monkeypatch.setattr(ae.AutoencoderModule, "row_errors", lambda self, x: real(self, x) * (float("nan") if self.net.encoder[-1].out_features == 2 else 1.0))
+    with pytest.raises(NNSearchError, match=r"^search_space.model.bottleneck=2: the first training step fails: loss is nan$"):
+        _prepare(cfg)

@@ -15,6 +15,8 @@ def _existing(path: str | None, kind: str) -> Path:
     if not path or path == "???":
         raise NNSearchError(f"data={kind} needs a file: add data.path=FILE to the command.")
     p = Path(path).expanduser()
+    if p.is_dir():
+        raise NNSearchError(f"data.path={path} is a directory; data={kind} reads one .{kind} file: give its path.")
     if not p.is_file():
         raise NNSearchError(f"Data file not found: {p.resolve()}")
     return p
