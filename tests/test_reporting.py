@@ -8,6 +8,7 @@ import io
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -84,7 +85,9 @@ def test_trial_and_study_artifacts_decode_and_the_final_model_predicts(run_in_pr
         mlflow.set_tracking_uri(previous)
     assert model.metadata.signature is not None
     dev, test = _development_and_test(study)
-    predicted = model.predict(test.X.astype(np.float32))
+    columns = model.metadata.get_input_schema().input_names()
+    assert columns == list(dev.feature_names)  # tabular: named columns, float64 as pandas reads a CSV
+    predicted = model.predict(pd.DataFrame(test.X.astype(np.float64), columns=columns))
     assert len(predicted) == len(test.y)
     if test.task.is_classification:
         truth = np.asarray(test.classes, dtype=object)[test.y]
