@@ -213,7 +213,7 @@ def test_progress_live_mode_redraws_one_line_and_clears_it_for_log_records():
     from nnsearch.progress import Progress
 
     out = io.StringIO()
-    progress = Progress(total=4, metrics=["accuracy", "n_params"], directions=["maximize", "minimize"], folds=2, epochs=5, mode="live", stream=out, refresh=0)
+    progress = Progress(total=4, metrics=["accuracy", "n_params"], directions=["maximize", "minimize"], folds=2, epochs=5, mode="live", stream=out, refresh=0, columns=160)
     progress.trial_started(0)
     progress.epoch_end(1, 3, {"train/loss": 0.3, "val/loss": 0.4, "val/accuracy": 0.875})
     assert "trial 0: fold 2/2 epoch 4/5 val/accuracy 0.8750" in out.getvalue().rsplit("\r", 1)[-1]
