@@ -10,9 +10,14 @@ Files (the same names in every trial, so MLflow's compare view lines them up):
   precision-recall; one-vs-rest per class for multiclass), ``plots/regression.png``
   (predicted vs true and residuals).
 
-Why it is cheap: trials often train in about a second, so figures are small, drawn with the Agg
-backend (no display, no GUI toolkit), closed at once, and matplotlib is imported only when the
-first trial draws. Everything is written to one folder that the tracker uploads in one call.
+Readable as the MLflow artifact viewer shows them (at their pixel size): 100 dpi, no text under
+8 pt, constrained layout so no label is cut, legends beside the panels rather than over the curves.
+
+Why it is cheap enough: figures are drawn with the Agg backend (no display, no GUI toolkit) in the
+tracker's background thread, freed at once, and matplotlib is imported only when the first trial
+draws (about 0.2-0.6 s per trial on a loaded 2-core machine, against 0.1-0.4 s for the
+unreadable 72 dpi figures before). Everything is written to one folder that the tracker uploads
+in one call.
 """
 
 from __future__ import annotations
