@@ -2,6 +2,7 @@
 
     python benchmarks/run.py                 # MLP and CNN studies, 5-fold CV (~10 min on 2 cores)
     python benchmarks/run.py --studies mlp --trials 4
+    python benchmarks/run.py --start-to-exit     # only the whole command, nnsearch vs recipe (~4 min)
 
 Variants, each a fresh process on the same data, folds, seeds, search space and trial budget
 (seeded random sampler, no pruning, no held-out test split, so every variant trains exactly the same
@@ -13,7 +14,9 @@ trials on the same rows):
 - ``bare``: a bare PyTorch loop, no tracking (the floor).
 
 Trial times come from each variant's Optuna journal (trial start and completion), so every
-variant is timed the same way. "outside steps" is the share of a variant's trial time not spent in
+variant is timed the same way; "start to exit" is the whole command's wall time, from launch to
+the process' exit (imports, set-up, trials, nnsearch's report, study plots and final model, exit),
+which is what a user waits for on a small study. "outside steps" is the share of a variant's trial time not spent in
 forward/backward/optimizer steps, taking the bare loop's measured step time as the arithmetic all
 variants share. Timings on a shared machine are noisy: compare the ratios of one run.
 """
@@ -73,6 +76,7 @@ def run_variant(variant: str, kind: str, n_trials: int, root: Path, round_: int 
         "per_trial_s": (last - first) / len(trials),
         "trials_per_hour": 3600 * len(trials) / (last - first),
         "first_trial_s": first - launched,
+        "after_last_s": ended - last,
         "process_s": ended - launched,
         "peak_mib": usage.ru_maxrss / 1024,
         "params": [t.params for t in trials],
@@ -115,7 +119,9 @@ def combine(runs: list[dict]) -> dict:
         "per_trial_s": wall / n,
         "trials_per_hour": 3600 * n / wall,
         "first_trial_s": statistics.mean(r["first_trial_s"] for r in runs),
+        "after_last_s": statistics.mean(r["after_last_s"] for r in runs),
         "process_s": statistics.mean(r["process_s"] for r in runs),
+        "process_each_s": [r["process_s"] for r in runs],
         "peak_mib": max(r["peak_mib"] for r in runs),
         "step_s": sum(r["step_s"] for r in runs) if runs[0]["step_s"] is not None else None,
     }
@@ -143,9 +149,30 @@ def report(kind: str, rows: dict[str, dict]) -> dict[str, float]:
         ratios["speedup_vs_recipe"] = rows["nnsearch"]["trials_per_hour"] / rows["recipe"]["trials_per_hour"]
     if "nnsearch" in rows and "bare" in rows:
         ratios["vs_bare"] = rows["nnsearch"]["per_trial_s"] / rows["bare"]["per_trial_s"]
+    if "nnsearch" in rows and "recipe" in rows:
+        ratios["exit_vs_recipe"] = rows["recipe"]["process_s"] / rows["nnsearch"]["process_s"]
     if "nnsearch" in rows and "nnsearch-lightning" in rows:
         ratios["fast_vs_lightning_engine"] = rows["nnsearch-lightning"]["per_trial_s"] / rows["nnsearch"]["per_trial_s"]
     return ratios
+
+
+def start_to_exit(n_trials: int, rounds: int, root: Path) -> None:
+    """The whole command, launch to exit, nnsearch against the hand recipe on a small study:
+    the user's wait, fixed costs (imports, set-up, report, exit) included."""
+    runs: dict[str, list[dict]] = {"nnsearch": [], "recipe": []}
+    for round_ in range(rounds):
+        for v in ("nnsearch", "recipe") if round_ % 2 == 0 else ("recipe", "nnsearch"):
+            runs[v].append(run_variant(v, "mlp", n_trials, root, round_))
+    print(f"\nStart to exit ({STUDIES['mlp']}, 5-fold CV, {n_trials} trials, {rounds} rounds in alternating order)")
+    header = f"{'variant':<10}{'start-to-exit s (each round)':>30}{'mean s':>8}{'to 1st trial s':>16}{'s/trial':>9}{'after last trial s':>20}"
+    print(header)
+    print("-" * len(header))
+    rows = {v: combine(r) for v, r in runs.items()}
+    for name, r in rows.items():
+        each = ", ".join(f"{x:.1f}" for x in r["process_each_s"])
+        print(f"{name:<10}{each:>30}{r['process_s']:>8.1f}{r['first_trial_s']:>16.1f}{r['per_trial_s']:>9.2f}{r['after_last_s']:>20.1f}")
+    print(f"recipe start-to-exit / nnsearch start-to-exit: {rows['recipe']['process_s'] / rows['nnsearch']['process_s']:.2f}x "
+          f"(per trial {rows['recipe']['per_trial_s'] / rows['nnsearch']['per_trial_s']:.2f}x)")  # fmt: skip
 
 
 def main() -> None:
@@ -154,8 +181,13 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     parser.add_argument("--trials", type=int, default=None, help="trials per variant and round (default: mlp 4, cnn 2)")
     parser.add_argument("--rounds", type=int, default=2, help="rounds, in alternating variant order (ABBA) so drifting load evens out")
+    parser.add_argument("--start-to-exit", action="store_true", help="only the whole command's wall time, nnsearch vs recipe (mlp, 6 trials unless --trials)")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.2f}; python {sys.version.split()[0]}")
+    if args.start_to_exit:
+        with tempfile.TemporaryDirectory(prefix="nnsearch-bench-") as tmp:
+            start_to_exit(args.trials or 6, args.rounds, Path(tmp))
+        return
     help_s = help_seconds(["-m", "nnsearch"])
     fast_help_s = help_seconds(["-c", FAST_HELP])
     results: dict[str, dict[str, float]] = {}
@@ -168,11 +200,15 @@ def main() -> None:
                 for v in order:
                     runs[v].append(run_variant(v, kind, n, Path(tmp), round_))
             results[kind] = report(kind, {v: combine(r) for v, r in runs.items()})
+            if "nnsearch" in runs and "recipe" in runs:
+                rows = {v: combine(runs[v]) for v in ("nnsearch", "recipe")}
+                print(f"start to exit: nnsearch {rows['nnsearch']['process_s']:.1f} s, recipe {rows['recipe']['process_s']:.1f} s (means)")
     print(f"\nCLI start-up: `python -m nnsearch --help` {help_s:.2f} s; via nnsearch.cli_help {fast_help_s:.2f} s (medians of 3)")
     print("\nRatios (one run)                                   " + "".join(f"{k:>10}" for k in results) + "    target")
     lines = [
         ("nnsearch trials/h / recipe trials/h", "speedup_vs_recipe", f">= {TARGETS['speedup_vs_recipe']}"),
         ("nnsearch s/trial / bare loop s/trial", "vs_bare", f"<= {TARGETS['vs_bare']}"),
+        ("recipe start-to-exit s / nnsearch start-to-exit s", "exit_vs_recipe", "(info)"),
         ("engine=lightning s/trial / engine=fast s/trial", "fast_vs_lightning_engine", "(info)"),
     ]
     for label, key, target in lines:

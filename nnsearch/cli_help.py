@@ -10,11 +10,15 @@ reaches Hydra's own help.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 HELP_FLAGS = ("-h", "--help")
+
+SUMMARY_CHARS = 110  # a study's line in the list: whole sentences up to about this length
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z(`\"'])")  # ". Next", not "e.g. model" or "0.5"
 
 USAGE = """\
 nnsearch: hyperparameter search for neural networks (Hydra + Lightning + Optuna + MLflow)
@@ -32,14 +36,32 @@ a group is swapped with GROUP=OPTION, e.g. model=cnn optimizer=sgd pruner=none.
 
 
 def _summary(path: Path) -> str:
-    """The first comment line of a YAML file that is not a Hydra directive."""
+    """What a study file says it is: the whole first sentence of its first comment paragraph
+    (after any ``# @package`` directive), and the next sentences while they fit in
+    ``SUMMARY_CHARS``. Comment lines wrap mid-sentence, so a paragraph is joined before it is
+    split into sentences; a paragraph ends at a blank comment line or the first YAML line."""
+    paragraph: list[str] = []
     for line in path.read_text().splitlines():
         line = line.strip()
-        if line.startswith("#") and not line.startswith("# @"):
-            return line.lstrip("# ").strip()
-        if line and not line.startswith("#"):
+        if line.startswith("# @"):
+            continue
+        if not line.startswith("#"):
+            if line or paragraph:
+                break
+            continue
+        text = line.lstrip("#").strip()
+        if not text:
+            if paragraph:
+                break
+            continue
+        paragraph.append(text)
+    sentences = _SENTENCE_END.split(" ".join(paragraph))
+    summary = sentences[0]
+    for sentence in sentences[1:]:
+        if len(summary) + 1 + len(sentence) > SUMMARY_CHARS:
             break
-    return ""
+        summary += " " + sentence
+    return summary
 
 
 def help_text() -> str:

@@ -10,11 +10,21 @@ of epochs the chosen trial's folds trained on average, and the per-epoch validat
 runs (and ``ReduceLROnPlateau`` reads) is fed the training rows. The seed is that of the chosen
 trial's fold 0.
 
-The MLflow model (``mlflow.pyfunc``) takes raw feature arrays shaped like the data set's samples,
-applies the scaler fitted on the development rows, and returns a DataFrame: ``prediction`` (the
-class label, or the value in target units) and, for classification, ``proba_<label>`` per class.
-It carries a signature, an input example and nnsearch's code, and can be registered under
-``final.register_name``.
+The MLflow model (``mlflow.pyfunc``) takes raw features, applies the scaler fitted on the
+development rows, and returns a DataFrame: ``prediction`` (the class label, or the value in target
+units) and, for classification, ``proba_<label>`` per class. Its input, by the shape of the data:
+
+- tabular (one feature axis): a DataFrame with one column per feature, named as in the data
+  (``Dataset.feature_names``; ``feature_00``, ``feature_01``, ... when the data has none). Columns
+  are taken by name, so their order does not matter and extra ones are ignored; a missing one is an
+  ``MlflowException`` naming it. Any numeric dtype is accepted (a CSV as pandas reads it, ints
+  included): the signature's columns are ``Any`` because MLflow's ``double`` refuses ``int64``
+  columns, and the model converts each column to float itself, naming any that is not numeric.
+- images and sequences: a float64 tensor shaped like the samples (``(-1, 1, 8, 8)``), which is
+  what numpy builds from Python floats.
+
+It carries that signature, a float64 input example and nnsearch's code, and can be registered
+under ``final.register_name``.
 """
 
 from __future__ import annotations
@@ -84,23 +94,59 @@ def fit_final(cfg: DictConfig, dev: Any, test: Any | None, *, seed: int, epochs:
     return FinalFit(module, fit_scaler(scaler_kind, dev.X), metrics, int(epochs), seed, n_dev, 0 if test is None else len(test.y))
 
 
+def feature_columns(dev: Any) -> tuple[str, ...] | None:
+    """Input column names of a tabular data set's model; None for images and sequences (tensors).
+
+    The data's own feature names when there is one per feature and they are distinct, else
+    ``feature_0``... (zero-padded, so they sort in order).
+    """
+    if len(dev.input_shape) != 1:
+        return None
+    n = dev.input_shape[0]
+    names = tuple(str(name) for name in dev.feature_names)
+    if len(names) == n and len(set(names)) == n and all(names):
+        return names
+    width = len(str(n - 1))
+    return tuple(f"feature_{i:0{width}d}" for i in range(n))
+
+
 class NNSearchModel(mlflow.pyfunc.PythonModel):
     """The pyfunc wrapper: raw features in, predictions (and class probabilities) out."""
 
-    def __init__(self, net: Any, task: str, classes: tuple, target_scale: tuple[float, float], scaler: Any, input_shape: tuple[int, ...]) -> None:
+    def __init__(
+        self, net: Any, task: str, classes: tuple, target_scale: tuple[float, float], scaler: Any, input_shape: tuple[int, ...], *, columns: tuple[str, ...] | None = None
+    ) -> None:
         self.net, self.task, self.classes = net.cpu().eval(), task, tuple(classes)
         self.target_scale, self.scaler, self.input_shape = target_scale, scaler, tuple(input_shape)
+        self.columns = tuple(columns) if columns else None
+
+    def _features(self, model_input: Any) -> np.ndarray:
+        """float32 samples from a DataFrame (columns by name) or an array (in the samples' shape)."""
+        import pandas as pd
+
+        columns = getattr(self, "columns", None)  # models pickled before columns existed
+        if columns and isinstance(model_input, pd.DataFrame):
+            missing = [c for c in columns if c not in model_input.columns]
+            if missing:
+                raise mlflow.MlflowException(f"Model input is missing column(s) {missing}; the model takes {len(columns)} columns: {list(columns)}.")
+            frame = model_input[list(columns)]
+            bad = [c for c in columns if not pd.api.types.is_numeric_dtype(frame[c])]
+            if bad:
+                raise mlflow.MlflowException(f"Model input column(s) {bad} are not numeric (dtypes {[str(frame[c].dtype) for c in bad]}).")
+            return frame.to_numpy(dtype=np.float32)
+        return np.asarray(model_input, dtype=np.float32).reshape(-1, *self.input_shape)
 
     def predict(self, context: Any, model_input: np.ndarray, params: dict | None = None) -> Any:
-        """``model_input``: an array (or DataFrame) of raw samples; returns a DataFrame.
+        """``model_input``: a DataFrame of raw features (tabular data) or an array of raw samples;
+        returns a DataFrame.
 
         ``np.ndarray`` is one of the hints MLflow takes as "no schema from the hint": the logged
-        signature (from an input example) validates inputs, and a DataFrame is accepted too.
+        signature validates inputs first (see the module docstring), DataFrames included.
         """
         import pandas as pd
         import torch
 
-        x = np.asarray(model_input, dtype=np.float32).reshape(-1, *self.input_shape)
+        x = self._features(model_input)
         if self.scaler is not None:
             table = x.reshape(-1, x.shape[-1]) if x.ndim == 3 else x.reshape(len(x), -1)
             x = self.scaler.transform(table).reshape(x.shape).astype(np.float32)
@@ -127,7 +173,24 @@ def _plain(value: Any) -> Any:
 
 def pyfunc_model(fit: FinalFit, dev: Any) -> NNSearchModel:
     """The pyfunc wrapper around the final network, its scaler and the class labels."""
-    return NNSearchModel(fit.module.net, dev.task.value, dev.classes, getattr(fit.module, "target_scale", (0.0, 1.0)), fit.scaler, dev.input_shape)
+    return NNSearchModel(
+        fit.module.net, dev.task.value, dev.classes, getattr(fit.module, "target_scale", (0.0, 1.0)), fit.scaler, dev.input_shape, columns=feature_columns(dev)
+    )
+
+
+def model_signature(model: NNSearchModel, dev: Any) -> tuple[Any, Any]:
+    """The signature and input example: named columns for tabular data, a float64 tensor else."""
+    import pandas as pd
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types import ColSpec, Schema
+    from mlflow.types.schema import AnyType
+
+    rows = np.asarray(dev.X[:5], dtype=np.float64)
+    if model.columns:
+        example = pd.DataFrame(rows, columns=list(model.columns))
+        outputs = infer_signature(example, model.predict(None, example)).outputs
+        return ModelSignature(inputs=Schema([ColSpec(AnyType(), name) for name in model.columns]), outputs=outputs), example
+    return infer_signature(rows, model.predict(None, rows)), rows
 
 
 class _Quiet:
@@ -191,14 +254,12 @@ def log_final_model(tracker: Any, fit: FinalFit, dev: Any, *, trial: Any | None,
 
 def _log_pyfunc(uri: str, run_id: str, fit: FinalFit, dev: Any, register_name: str | None) -> None:
     import mlflow
-    from mlflow.models import infer_signature
 
     import nnsearch
 
-    example = np.asarray(dev.X[:5], dtype=np.float32)
     with _Quiet():
         model = pyfunc_model(fit, dev)
-        signature = infer_signature(example, model.predict(None, example))
+        signature, example = model_signature(model, dev)
     requirements = [f"{name}=={version}" for name, version in _requirements().items()]
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(uri)

@@ -9,6 +9,12 @@ must never depend on a figure.
 
 With several objectives, history, importances, parallel coordinates, contour and slice show the
 pick metric (``report.pareto_pick``); the Pareto front shows two or three objectives.
+
+Optuna draws each figure at matplotlib's default 6.4 x 4.8 in, whatever it holds; here each is
+resized to its content (the importance bars grow with the parameters, the slice and parallel
+coordinates with their axes, the contour grid with its cells), laid out by matplotlib's
+constrained layout so that no label is cut at the edge, and saved at 100 dpi with text of at
+least 8 pt, readable at the pixel size the MLflow artifact viewer shows.
 """
 
 from __future__ import annotations
@@ -21,10 +27,11 @@ from typing import Any
 
 log = logging.getLogger("nnsearch")
 CONTOUR_PARAMS = 3  # a contour grid grows with the square of the parameters: keep the most important ones
+MIN_FONT = 8.0  # points
 IMPORTANCE_TREES = 16  # fANOVA's forest: 64 trees (Optuna's default) take ~4x longer for the same ranking here
 
 
-def write_study_plots(study: Any, out_dir: Path, *, metrics: list[str], pick: str | None = None, dpi: int = 80) -> list[Path]:
+def write_study_plots(study: Any, out_dir: Path, *, metrics: list[str], pick: str | None = None) -> list[Path]:
     """Draw every applicable plot of ``study`` under ``out_dir``; returns the files written."""
     import matplotlib
 
@@ -33,6 +40,8 @@ def write_study_plots(study: Any, out_dir: Path, *, metrics: list[str], pick: st
     import optuna
     import optuna.visualization.matplotlib as ovm
     from optuna.trial import TrialState
+
+    from nnsearch import trial_plots
 
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
@@ -68,13 +77,80 @@ def write_study_plots(study: Any, out_dir: Path, *, metrics: list[str], pick: st
                 if axes is None:
                     continue
                 fig = _figure_of(axes)
-                fig.savefig(path, dpi=dpi, pil_kwargs={"compress_level": 1})
+                fit_to_content(fig, name, n_params=len(varied) if name != "contour" else len(important[:CONTOUR_PARAMS]))
+                trial_plots.save_png(fig, path)
                 plt.close(fig)
             written.append(path)
         except Exception as err:  # a plot must never fail the study
             log.debug("study plot %s skipped: %s", name, err)
             plt.close("all")
     return written
+
+
+def fit_to_content(fig: Any, name: str, *, n_params: int) -> None:
+    """Size an Optuna figure to what it shows and let constrained layout place the labels.
+
+    Sizes in inches: a row per parameter for the importances, a column per axis for the slice
+    and the parallel coordinates, square cells for the contour grid. Log axes that span less
+    than two decades get ticks at 1, 2 and 5 (Optuna's minor labels there overlap); fonts below
+    ``MIN_FONT`` are raised to it.
+    """
+    from matplotlib.text import Text
+
+    n = max(n_params, 1)
+    size = {
+        "param_importances": (7.0, 1.2 + 0.4 * n),
+        "slice": (2.6 * n + 1.4, 3.4),
+        "parallel_coordinate": (1.3 * (n + 1) + 2.0, 4.6),
+        "contour": (2.6 * n + 1.6, 2.4 * n + 0.8) if n > 2 else (6.0, 4.6),
+    }.get(name, (7.0, 4.6))
+    fig.set_size_inches(*size)
+    for text in fig.findobj(Text):
+        if text.get_fontsize() < MIN_FONT:
+            text.set_fontsize(MIN_FONT)
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            _readable_log_ticks(axis)
+    try:
+        fig.set_layout_engine("constrained")
+        fig.draw_without_rendering()
+    except (ZeroDivisionError, ValueError, RuntimeError):  # the parallel coordinates' twinned axes
+        fig.set_layout_engine("none")
+        _place_by_hand(fig, *size)
+
+
+def _place_by_hand(fig: Any, width: float, height: float) -> None:
+    """Margins in inches for a figure constrained layout cannot handle: the main axes and its
+    twins (one per parameter) in the middle, names below at an angle, any colorbar on the right."""
+    main = fig.axes[0]
+    twins = main.get_shared_x_axes().get_siblings(main)
+    left, right, bottom, top = 0.9, 2.0, 1.1, 0.5
+    box = [left / width, bottom / height, 1 - (left + right) / width, 1 - (bottom + top) / height]
+    for ax in twins:
+        ax.set_position(box)
+    for ax in fig.axes:
+        if ax not in twins:  # the colorbar
+            ax.set_position([1 - (right - 0.9) / width, box[1], 0.2 / width, box[3]])
+    for label in main.get_xticklabels():
+        label.set_rotation(30)
+        label.set_horizontalalignment("right")
+        label.set_rotation_mode("anchor")
+
+
+def _readable_log_ticks(axis: Any) -> None:
+    import math
+
+    from matplotlib.ticker import LogFormatterSciNotation, LogLocator, NullFormatter
+
+    if axis.get_scale() != "log":
+        return
+    lo, hi = sorted(axis.get_view_interval())
+    if lo <= 0:
+        return
+    axis.set_minor_formatter(NullFormatter())
+    if math.log10(hi / lo) < 2:
+        axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(LogFormatterSciNotation(labelOnlyBase=False))
 
 
 def _figure_of(axes: Any) -> Any:

@@ -10,9 +10,14 @@ Files (the same names in every trial, so MLflow's compare view lines them up):
   precision-recall; one-vs-rest per class for multiclass), ``plots/regression.png``
   (predicted vs true and residuals).
 
-Why it is cheap: trials often train in about a second, so figures are small, drawn with the Agg
-backend (no display, no GUI toolkit), closed at once, and matplotlib is imported only when the
-first trial draws. Everything is written to one folder that the tracker uploads in one call.
+Readable as the MLflow artifact viewer shows them (at their pixel size): 100 dpi, no text under
+8 pt, constrained layout so no label is cut, legends beside the panels rather than over the curves.
+
+Why it is cheap enough: figures are drawn with the Agg backend (no display, no GUI toolkit) in the
+tracker's background thread, freed at once, and matplotlib is imported only when the first trial
+draws (about 0.2-0.6 s per trial on a loaded 2-core machine, against 0.1-0.4 s for the
+unreadable 72 dpi figures before). Everything is written to one folder that the tracker uploads
+in one call.
 """
 
 from __future__ import annotations
@@ -26,27 +31,27 @@ import numpy as np
 
 from nnsearch.predictions import Predictions, pooled
 
-DPI = 72
+DPI = 100  # the MLflow artifact viewer shows a PNG at its pixel size: 100 dpi makes 8 pt text 11 px tall
+TICK, LABEL, TITLE = 8, 9, 10  # font sizes in points; nothing smaller than 8 pt
 PLOT_MODES = ("all", "complete", "none")
 MAX_CLASS_CURVES = 10  # one-vs-rest curves drawn; more classes make the legend unreadable
 
 
 def figure(width: float, height: float, *, rows: int = 1, cols: int = 1) -> tuple[Any, Any]:
-    """A bare Agg figure and its axes grid, imported on first use (about 0.7 s).
+    """A bare Agg figure with constrained layout and its axes grid, imported on first use (about 0.7 s).
 
     ``matplotlib.figure.Figure`` with an Agg canvas, not pyplot: no global figure registry to
     leak into, no GUI backend, nothing to close; the figure is freed with its last reference.
+    Constrained layout sizes the margins to the labels, so none is cut at the canvas edge.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), dpi=DPI)
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(rows, cols, squeeze=False)
-    fig.subplots_adjust(left=0.6 / width, right=1 - 0.15 / width, bottom=0.5 / height, top=1 - 0.35 / height, wspace=0.35, hspace=0.55)
     for ax in axes.flat:
-        ax.tick_params(labelsize=7)
-        ax.locator_params(nbins=4)
+        ax.tick_params(labelsize=TICK)
     return fig, axes
 
 
@@ -114,36 +119,47 @@ def write_csv(rows: list[dict[str, Any]], path: Path) -> Path:
     return path
 
 
-def _save(fig: Any, path: Path) -> Path:
-    """PNG with fast zlib compression: level 1 is several times quicker and barely larger here."""
+def save_png(fig: Any, path: Path) -> Path:
+    """PNG with fast zlib compression: level 1 is several times quicker and barely larger here.
+    Every trial and study plot is written here (tests look at the figures through it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI, pil_kwargs={"compress_level": 1})
     return path
 
 
+def _label(key: str) -> str:
+    """``val/accuracy`` -> ``accuracy``: the axis label of a metric's panel."""
+    return key.split("/", 1)[-1]
+
+
 def learning_curves(folds: list[Any], path: Path) -> Path:
     """Losses in one panel (train solid, validation dashed), one panel per validation metric;
-    one colour per fold: over- and under-fitting show at a glance."""
+    one colour per fold: over- and under-fitting show at a glance. One legend beside the panels."""
+    from matplotlib.lines import Line2D
+
     keys = list(dict.fromkeys(k for f in folds for row in f.history for k in row))
-    panels = [[k for k in keys if k.endswith("loss")]] + [[k] for k in keys if not k.endswith("loss")]
-    panels = [p for p in panels if p]
+    losses = [k for k in keys if k.endswith("loss")]
+    panels = [p for p in [losses] + [[k] for k in keys if not k.endswith("loss")] if p]
     cols = min(3, len(panels))
     rows = math.ceil(len(panels) / cols)
-    fig, axes = figure(3.3 * cols, 2.5 * rows, rows=rows, cols=cols)
+    fig, axes = figure(3.0 * cols + 1.2, 2.6 * rows, rows=rows, cols=cols)
     for ax, panel in zip(axes.flat, panels):
         for f in folds:
-            colour = f"C{f.index % 10}"
             for key in panel:
                 ys = [row.get(key, math.nan) for row in f.history]
                 style = "--" if key.startswith("val") and len(panel) > 1 else "-"
-                ax.plot(range(len(ys)), ys, style, color=colour, marker="." if len(ys) < 30 else None, label=f"fold {f.index} {key}" if len(panel) > 1 else f"fold {f.index}")
-        ax.set_title(" / ".join(panel), fontsize=8)
-        ax.set_xlabel("epoch", fontsize=7)
+                ax.plot(range(1, len(ys) + 1), ys, style, color=f"C{f.index % 10}", marker="." if len(ys) < 30 else None)
+        ax.set_title(" / ".join(panel), fontsize=TITLE)
+        ax.set_xlabel("epoch", fontsize=LABEL)
+        ax.set_ylabel("loss" if panel is losses else _label(panel[0]), fontsize=LABEL)
+        ax.xaxis.get_major_locator().set_params(integer=True)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
-    if len(folds) <= 5:
-        axes.flat[0].legend(fontsize=6)
-    return _save(fig, path)
+    handles = [Line2D([], [], color=f"C{f.index % 10}", label=f"fold {f.index}") for f in folds[:10]]
+    if len(losses) > 1:
+        handles += [Line2D([], [], color="grey", label="train"), Line2D([], [], color="grey", linestyle="--", label="validation")]
+    fig.legend(handles=handles, loc="outside right upper", fontsize=TICK, frameon=False)
+    return save_png(fig, path)
 
 
 def _probabilities(pred: Predictions, task: str) -> np.ndarray:
@@ -162,74 +178,79 @@ def _labels(classes: tuple, n: int) -> list[str]:
 
 def confusion_matrix(pred: Predictions, path: Path, *, task: str, classes: tuple = ()) -> Path:
     """Out-of-fold confusion matrix, counts annotated (rows: true class, columns: predicted)."""
-    from sklearn.metrics import confusion_matrix as sk_confusion
+    from sklearn.metrics import ConfusionMatrixDisplay
 
     prob = _probabilities(pred, task)
     n = 2 if task == "binary" else prob.shape[1]
     predicted = (prob >= 0.5).astype(int) if task == "binary" else prob.argmax(axis=1)
-    matrix = sk_confusion(pred.targets.astype(int), predicted, labels=list(range(n)))
     labels = _labels(classes, n)
-    size = 2.6 + 0.3 * n
+    longest = max(len(label) for label in labels)
+    size = 2.4 + 0.32 * n + 0.07 * min(longest, 30)
     fig, axes = figure(size, size)
     ax = axes[0, 0]
-    ax.imshow(matrix, cmap="Blues")
-    ax.set_xticks(range(n), labels, fontsize=7, rotation=45 if n > 6 else 0)
-    ax.set_yticks(range(n), labels, fontsize=7)
-    ax.set_xlabel("predicted", fontsize=8)
-    ax.set_ylabel("true", fontsize=8)
-    threshold = matrix.max() / 2 if matrix.size else 0
-    for i, j in zip(*np.nonzero(matrix)):  # zeros left blank: fewer texts to lay out
-        ax.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=6, color="white" if matrix[i, j] > threshold else "black")
-    ax.set_title(f"confusion matrix ({len(pred.targets)} rows, out of fold)", fontsize=8)
-    return _save(fig, path)
+    ConfusionMatrixDisplay.from_predictions(
+        pred.targets.astype(int), predicted, labels=list(range(n)), display_labels=labels, ax=ax, cmap="Blues", colorbar=False,
+        xticks_rotation=45 if n > 6 or longest > 4 else "horizontal", text_kw={"fontsize": TICK},
+    )  # fmt: skip
+    ax.tick_params(labelsize=TICK)
+    ax.set_xlabel("predicted", fontsize=LABEL)
+    ax.set_ylabel("true", fontsize=LABEL)
+    ax.set_title(f"confusion matrix\n({len(pred.targets)} rows, out of fold)", fontsize=TITLE)
+    return save_png(fig, path)
 
 
 def roc_pr_curves(pred: Predictions, path: Path, *, task: str, classes: tuple = ()) -> Path | None:
-    """ROC (left) and precision-recall (right); one-vs-rest per class for multiclass."""
+    """ROC (left) and precision-recall (right); one-vs-rest per class for multiclass.
+
+    Curves and areas from scikit-learn's ``roc_curve`` and ``precision_recall_curve``, drawn here
+    rather than by ``RocCurveDisplay``/``PrecisionRecallDisplay``: with ten classes the displays
+    (twenty calls, each redoing the legend and the axes) took 0.27 s against 0.19 s for the same
+    figure, per trial. The legends sit beside the panels, so they hide no curve.
+    """
     from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_curve
 
     prob = _probabilities(pred, task)
     targets = pred.targets.astype(int)
     if task == "binary":
-        curves = [("positive", targets == 1, prob)]
+        curves = [(_labels(classes, 2)[1], targets == 1, prob)]
     else:
         labels = _labels(classes, prob.shape[1])
         curves = [(labels[k], targets == k, prob[:, k]) for k in range(prob.shape[1])][:MAX_CLASS_CURVES]
     curves = [(name, y, p) for name, y, p in curves if 0 < y.sum() < len(y)]  # undefined with one class present
     if not curves:
         return None
-    fig, axes = figure(7.0, 3.2, cols=2)
+    fig, axes = figure(9.0, 3.6, cols=2)
     roc_ax, pr_ax = axes[0]
     for name, y, p in curves:
         fpr, tpr, _ = roc_curve(y, p)
-        roc_ax.plot(fpr, tpr, linewidth=1, label=f"{name} ({auc(fpr, tpr):.3f})")
+        roc_ax.plot(fpr, tpr, linewidth=1, label=f"{name} (AUC = {auc(fpr, tpr):.3f})")
         precision, recall, _ = precision_recall_curve(y, p)
-        pr_ax.plot(recall, precision, linewidth=1, label=f"{name} ({average_precision_score(y, p):.3f})")
-    roc_ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=0.8)
-    roc_ax.set_title("ROC, AUC" + (" (one-vs-rest)" if task == "multiclass" else ""), fontsize=8)
-    roc_ax.set_xlabel("false positive rate", fontsize=7)
-    roc_ax.set_ylabel("true positive rate", fontsize=7)
-    pr_ax.set_title("precision-recall, average precision", fontsize=8)
-    pr_ax.set_xlabel("recall", fontsize=7)
-    pr_ax.set_ylabel("precision", fontsize=7)
-    roc_ax.legend(fontsize=5, loc="lower right")
-    return _save(fig, path)
+        pr_ax.plot(recall, precision, linewidth=1, drawstyle="steps-post", label=f"{name} (AP = {average_precision_score(y, p):.3f})")
+    roc_ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="chance (AUC = 0.5)")
+    if task == "binary":
+        pr_ax.axhline(float(np.mean(targets == 1)), color="grey", linestyle=":", linewidth=1, label="chance")
+    one_vs_rest = " (one-vs-rest)" if task == "multiclass" else ""
+    for ax, title, xlabel, ylabel in ((roc_ax, "ROC" + one_vs_rest, "false positive rate", "true positive rate"), (pr_ax, "precision-recall" + one_vs_rest, "recall", "precision")):
+        ax.set_title(title, fontsize=TITLE)
+        ax.set_xlabel(xlabel, fontsize=LABEL)
+        ax.set_ylabel(ylabel, fontsize=LABEL)
+        ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01))
+        ax.legend(fontsize=TICK, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, frameon=False)
+    return save_png(fig, path)
 
 
 def regression_plots(pred: Predictions, path: Path) -> Path:
-    """Predicted against true values (left) and residuals against predictions (right)."""
+    """Predicted against true values (left) and residuals against predictions (right), with
+    scikit-learn's ``PredictionErrorDisplay`` (at most 1000 points drawn)."""
+    from sklearn.metrics import PredictionErrorDisplay
+
     y, p = pred.targets.reshape(-1).astype(float), pred.outputs.reshape(-1).astype(float)
-    fig, axes = figure(7.0, 3.2, cols=2)
+    fig, axes = figure(8.0, 3.6, cols=2)
     scatter, resid = axes[0]
-    scatter.scatter(y, p, s=5, alpha=0.6)
-    lo, hi = float(min(y.min(), p.min())), float(max(y.max(), p.max()))
-    scatter.plot([lo, hi], [lo, hi], color="grey", linestyle=":", linewidth=0.8)
-    scatter.set_title("predicted vs true", fontsize=8)
-    scatter.set_xlabel("true", fontsize=7)
-    scatter.set_ylabel("predicted", fontsize=7)
-    resid.scatter(p, y - p, s=5, alpha=0.6)
-    resid.axhline(0.0, color="grey", linestyle=":", linewidth=0.8)
-    resid.set_title("residuals", fontsize=8)
-    resid.set_xlabel("predicted", fontsize=7)
-    resid.set_ylabel("true - predicted", fontsize=7)
-    return _save(fig, path)
+    for ax, kind, title in ((scatter, "actual_vs_predicted", "predicted vs true"), (resid, "residual_vs_predicted", "residuals")):
+        PredictionErrorDisplay.from_predictions(y, p, kind=kind, ax=ax, random_state=0, scatter_kwargs={"s": 6, "alpha": 0.6})
+        ax.set_title(title, fontsize=TITLE)
+        ax.tick_params(labelsize=TICK)
+        ax.xaxis.label.set_fontsize(LABEL)
+        ax.yaxis.label.set_fontsize(LABEL)
+    return save_png(fig, path)

@@ -163,3 +163,26 @@ def test_ctrl_c_interrupts_cleanly_and_the_same_command_resumes(tmp_path):
     _, parents, children = mlflow_runs(tmp_path, "digits_mlp")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert not [c for c in children if c.info.status == "RUNNING"]
+
+
+def test_help_describes_each_study_in_whole_sentences(tmp_path):
+    from nnsearch.cli_help import SUMMARY_CHARS, _summary, help_text
+    from nnsearch.studies import study_files
+
+    for name, file in study_files().items():
+        summary = _summary(file)
+        assert summary and summary[-1] in ".?!", (name, summary)
+    text = help_text()
+    assert "Anomaly detection: an autoencoder trained on digits 0-4 flags digits 5-9 (10% of the rows) by their reconstruction error." in text
+    assert "A GAN generating breast-cancer feature rows (30 features).\n" in text  # not "... Scored honestly, not by its losses:"
+
+    study = tmp_path / "mine.yaml"
+    study.write_text(
+        "# @package _global_\n# My study, e.g. of a model whose comment wraps\n# over two lines. A second sentence.\n#\n"
+        "# Another paragraph.\ndefaults:\n  - override /model: mlp\n# a trailing comment\n"
+    )
+    assert _summary(study) == "My study, e.g. of a model whose comment wraps over two lines. A second sentence."
+    study.write_text("# " + "Long words here. " * 20 + "\nseed: 1\n")
+    assert _summary(study) == "Long words here. " * (SUMMARY_CHARS // 17 - 1) + "Long words here."
+    study.write_text("seed: 1\n")
+    assert _summary(study) == ""

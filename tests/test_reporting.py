@@ -8,6 +8,7 @@ import io
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -84,7 +85,9 @@ def test_trial_and_study_artifacts_decode_and_the_final_model_predicts(run_in_pr
         mlflow.set_tracking_uri(previous)
     assert model.metadata.signature is not None
     dev, test = _development_and_test(study)
-    predicted = model.predict(test.X.astype(np.float32))
+    columns = model.metadata.get_input_schema().input_names()
+    assert columns == list(dev.feature_names)  # tabular: named columns, float64 as pandas reads a CSV
+    predicted = model.predict(pd.DataFrame(test.X.astype(np.float64), columns=columns))
     assert len(predicted) == len(test.y)
     if test.task.is_classification:
         truth = np.asarray(test.classes, dtype=object)[test.y]
@@ -210,7 +213,7 @@ def test_progress_live_mode_redraws_one_line_and_clears_it_for_log_records():
     from nnsearch.progress import Progress
 
     out = io.StringIO()
-    progress = Progress(total=4, metrics=["accuracy", "n_params"], directions=["maximize", "minimize"], folds=2, epochs=5, mode="live", stream=out, refresh=0)
+    progress = Progress(total=4, metrics=["accuracy", "n_params"], directions=["maximize", "minimize"], folds=2, epochs=5, mode="live", stream=out, refresh=0, columns=160)
     progress.trial_started(0)
     progress.epoch_end(1, 3, {"train/loss": 0.3, "val/loss": 0.4, "val/accuracy": 0.875})
     assert "trial 0: fold 2/2 epoch 4/5 val/accuracy 0.8750" in out.getvalue().rsplit("\r", 1)[-1]

@@ -1,0 +1,167 @@
+"""Every trial and study plot readable at the pixel size the MLflow artifact viewer shows it:
+each label whole inside the canvas, no text under 8 pt, no two labels on top of each other,
+and a pixel size that fits the content."""
+
+from __future__ import annotations
+
+import numpy as np
+import optuna
+import pytest
+from PIL import Image
+
+MIN_POINTS = 8.0
+
+
+def _drawn_texts(fig):
+    """The figure's texts that the Agg renderer draws: visible, non-empty, tick labels only
+    for ticks inside their axis' view interval and on axes that are shown."""
+    from matplotlib.text import Text
+
+    ticks, tick_ids = [], set()
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            lo, hi = sorted(axis.get_view_interval())
+            span = (hi - lo) or 1.0
+            for tick in axis.get_major_ticks() + axis.get_minor_ticks():
+                for label in (tick.label1, tick.label2):
+                    tick_ids.add(id(label))
+                    inside = lo - 1e-9 * span <= tick.get_loc() <= hi + 1e-9 * span
+                    if ax.axison and axis.get_visible() and inside and label.get_visible() and label.get_text():
+                        ticks.append(label)
+    others = [t for t in fig.findobj(Text) if id(t) not in tick_ids and t.get_visible() and t.get_text().strip()]
+    return ticks + others
+
+
+def readability_problems(fig) -> list[str]:
+    """What a reader of the PNG would trip over, one line per text."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)  # a closed pyplot figure keeps only a bare canvas
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    width, height = canvas.get_width_height()
+    problems = []
+    boxes = []
+    for text in _drawn_texts(fig):
+        box = text.get_window_extent(renderer)
+        name = repr(text.get_text())
+        if text.get_fontsize() < MIN_POINTS:
+            problems.append(f"{name} is {text.get_fontsize()} pt")
+        if box.x0 < -1 or box.y0 < -1 or box.x1 > width + 1 or box.y1 > height + 1:
+            problems.append(f"{name} cut at the edge: {box.bounds} outside {width}x{height}")
+        boxes.append((name, box))
+    for i, (a, box_a) in enumerate(boxes):
+        for b, box_b in boxes[i + 1 :]:
+            overlap_w = min(box_a.x1, box_b.x1) - max(box_a.x0, box_b.x0)
+            overlap_h = min(box_a.y1, box_b.y1) - max(box_a.y0, box_b.y0)
+            if overlap_w > 2 and overlap_h > 2:
+                problems.append(f"{a} overlaps {b}")
+    return problems
+
+
+@pytest.fixture
+def figures(monkeypatch):
+    """Every figure that nnsearch saves, by file name, kept after it is written."""
+    from nnsearch import trial_plots
+
+    saved = {}
+    original = trial_plots.save_png
+
+    def keep(fig, path):
+        saved[path.name] = fig
+        return original(fig, path)
+
+    monkeypatch.setattr(trial_plots, "save_png", keep)
+    return saved
+
+
+def _folds(task, n_folds=3, n=200, classes=10, epochs=20):
+    from nnsearch.predictions import Predictions
+    from nnsearch.training import FoldResult
+
+    rng = np.random.default_rng(0)
+    folds = []
+    for i in range(n_folds):
+        history = [{"train/loss": 1 / (e + 1), "val/loss": 1.2 / (e + 1), "val/accuracy": 0.5 + e / 50, "val/f1": 0.4 + e / 50} for e in range(epochs)]
+        fold = FoldResult(i, history, {"accuracy": 0.9})
+        y = rng.integers(0, classes if task == "multiclass" else 2, n)
+        if task == "multiclass":
+            out = rng.normal(size=(n, classes))
+            out[np.arange(n), y] += 2
+            fold.predictions = Predictions(out.astype(np.float32), y)
+        elif task == "binary":
+            fold.predictions = Predictions((rng.normal(size=n) + 2 * y - 1).astype(np.float32), y)
+        else:
+            target = rng.normal(size=n) * 50 + 150
+            fold.predictions = Predictions(target + rng.normal(size=n) * 20, target)
+        folds.append(fold)
+    return folds
+
+
+@pytest.mark.parametrize(
+    ("task", "classes", "expected"),
+    [
+        ("binary", ("malignant", "benign"), {"learning_curves.png", "confusion_matrix.png", "roc_pr.png"}),
+        ("multiclass", tuple(f"class {k}" for k in range(10)), {"learning_curves.png", "confusion_matrix.png", "roc_pr.png"}),
+        ("regression", (), {"learning_curves.png", "regression.png"}),
+    ],
+)
+def test_trial_plots_are_readable(tmp_path, figures, task, classes, expected):
+    from nnsearch.trial_plots import write_trial_artifacts
+
+    files = write_trial_artifacts(_folds(task), tmp_path, classes=classes)
+    assert set(figures) == expected
+    for name, fig in figures.items():
+        assert readability_problems(fig) == [], name
+    for path in files:
+        if path.suffix == ".png":
+            with Image.open(path) as img:
+                assert 300 <= img.width <= 1600 and 250 <= img.height <= 1000, (path.name, img.size)
+
+
+def _study(directions, n_trials=30):
+    rng = np.random.default_rng(0)
+
+    def objective(trial):
+        hidden = trial.suggest_int("model.hidden_dim", 16, 256, log=True)
+        layers = trial.suggest_int("model.n_layers", 1, 4)
+        dropout = trial.suggest_float("model.dropout", 0.0, 0.5)
+        lr = trial.suggest_float("optimizer.lr", 1e-4, 1e-1, log=True)
+        trial.suggest_float("optimizer.weight_decay", 1e-6, 1e-2, log=True)
+        trial.suggest_categorical("data.batch_size", [32, 64, 128])
+        accuracy = 0.9 - 0.05 * abs(np.log10(lr) + 2.5) + 1e-4 * hidden - 0.1 * dropout + rng.normal() * 0.01
+        return accuracy if len(directions) == 1 else (accuracy, float(hidden * hidden * layers))
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(directions=directions, sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(objective, n_trials=n_trials)
+    return study
+
+
+@pytest.mark.parametrize(("directions", "metrics"), [(["maximize"], ["accuracy"]), (["maximize", "minimize"], ["accuracy", "n_params"])])
+def test_study_plots_are_readable(tmp_path, figures, directions, metrics):
+    from nnsearch.study_plots import write_study_plots
+
+    files = write_study_plots(_study(directions), tmp_path, metrics=metrics)
+    expected = {"optimization_history.png", "slice.png", "parallel_coordinate.png", "param_importances.png", "contour.png"}
+    assert set(figures) == expected | ({"pareto_front.png"} if len(directions) > 1 else set())
+    for name, fig in figures.items():
+        assert readability_problems(fig) == [], name
+    for path in files:
+        with Image.open(path) as img:
+            assert 500 <= img.width <= 2000 and 300 <= img.height <= 1000, (path.name, img.size)
+
+
+def test_the_check_catches_a_cut_label_and_small_text():
+    from nnsearch.trial_plots import figure
+
+    fig, axes = figure(3, 2)
+    fig.set_layout_engine("none")
+    axes[0, 0].set_ylabel("a label far too long to fit in this margin " * 2, fontsize=8)
+    axes[0, 0].set_title("tiny", fontsize=6)
+    axes[0, 0].text(0.5, 0.5, "one", fontsize=9)
+    axes[0, 0].text(0.5, 0.5, "two", fontsize=9)
+    fig.subplots_adjust(left=0.02)
+    problems = readability_problems(fig)
+    assert any("cut at the edge" in p for p in problems) and any("'tiny' is 6" in p for p in problems)
+    assert "'one' overlaps 'two'" in problems
