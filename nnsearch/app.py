@@ -345,7 +345,9 @@ def record_dead_trial(tracker: Any) -> Any:
     return on_dead
 
 
-def run_trials_here(cfg: DictConfig, p: dict[str, Any], study: Any, tracker: Any, storage: Any, interruption: Any, *, pool: Any = None) -> str:
+def run_trials_here(
+    cfg: DictConfig, p: dict[str, Any], study: Any, tracker: Any, storage: Any, interruption: Any, *, pool: Any = None, started: float | None = None
+) -> str:
     """Run trials in this process until the study (shared with any other worker) is complete.
 
     ``pool``: fold processes started by the caller (closed here); else they start here if needed.
@@ -363,7 +365,8 @@ def run_trials_here(cfg: DictConfig, p: dict[str, Any], study: Any, tracker: Any
 
     reap()
     progress = Progress.from_config(
-        cfg, total=cfg.study.n_trials, done=n_finished(study), metrics=objs.metrics, directions=objs.directions, folds=len(p["folds"])
+        cfg, total=cfg.study.n_trials, done=n_finished(study), metrics=objs.metrics, directions=objs.directions, folds=len(p["folds"]),
+        trials=study.get_trials(deepcopy=False), started=started,
     )
     if pool is None and n_finished(study) < cfg.study.n_trials:
         pool = start_fold_pool(cfg, p)
@@ -426,7 +429,7 @@ def run_study(cfg: DictConfig) -> Any:
                 with interruption.interruptible():
                     reason = launch_workers(cfg, study, storage, on_dead=record_dead_trial(tracker))
             else:
-                reason = run_trials_here(cfg, p, study, tracker, storage, interruption, pool=pool)
+                reason = run_trials_here(cfg, p, study, tracker, storage, interruption, pool=pool, started=started)
             with interruption.interruptible():  # the report and the final model take seconds: a stop is honoured at once
                 finish(cfg, study, tracker, p, reason=reason, seconds=time.time() - started)
     except KeyboardInterrupt:
