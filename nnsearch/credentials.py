@@ -41,8 +41,8 @@ URL_KEYS = {"study.storage": "NNSEARCH_STUDY_STORAGE", "tracking.uri": "NNSEARCH
 # a shorter password is masked only inside URLs: masking every "ab" of a log would garble it
 MIN_BARE = 4
 # scheme://user:PASSWORD@ -- the password runs to the last "@" before a blank, so one holding
-# "/", ":" or an unencoded "@" is masked whole
-_URL_PASSWORD = re.compile(r"\b([a-z][a-z0-9+.-]*://[^:/@\s]*):\S*@", re.IGNORECASE)
+# "/", ":" or an unencoded "@" is masked whole; an interpolation (${oc.env:PGPASSWORD}) is no secret
+_URL_PASSWORD = re.compile(r"\b([a-z][a-z0-9+.-]*://[^:/@\s]*):(?!\$\{)\S*@", re.IGNORECASE)
 _known: set[str] = set()
 
 
@@ -218,7 +218,7 @@ def protect_job(cfg: DictConfig) -> None:
     if literal:
         example = redact(found[literal[0]]).replace(MASK, "${oc.env:PGPASSWORD}", 1)
         log.warning(
-            "%s holds a literal password: nnsearch masks it in what it writes, but your shell history and process list keep it; "
+            "%s: a literal password: nnsearch masks it in what it writes, but your shell history and process list keep it; "
             "write it as '%s=%s' with PGPASSWORD exported.",
             " and ".join(literal), literal[0], example,
         )
