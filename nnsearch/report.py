@@ -173,7 +173,7 @@ def finish(cfg: DictConfig, study: Any, tracker: Any, p: dict[str, Any], *, reas
                 tags["pareto_trials"] = ",".join(str(t.number) for t in ranking.front)
         tracker.close_parent("FINISHED", metrics={k: v for k, v in metrics.items() if _finite(v)}, tags=tags, artifacts=artifacts)
     lines.append(f"Optuna storage: {redact(cfg.study.storage) if cfg.study.storage else 'optuna.journal'} (study '{study.study_name}')")
-    lines.append(f"MLflow: {tracker.uri}, {tracker.run_url()}; browse with `mlflow ui --backend-store-uri {tracker.uri}`")
+    lines.append(f"MLflow: {redact(tracker.uri)}, {tracker.run_url()}; browse with `mlflow ui --backend-store-uri {redact(tracker.uri)}`")
     print("\n".join(lines), flush=True)
 
 
