@@ -344,7 +344,7 @@ def run_study(cfg: DictConfig) -> Any:
     """
     from nnsearch.report import finish
     from nnsearch.study import n_finished
-    from nnsearch.tracking import check_reachable
+    from nnsearch.tracking_store import check_reachable
 
     started = time.time()
     check_reachable(cfg.tracking.uri)  # an unreachable server fails now, in seconds, not after minutes of retries

@@ -93,3 +93,37 @@ def test_an_unreachable_tracking_server_fails_at_once_in_one_line(run_cli, tmp_p
     assert len(lines) == 1, result.stderr[-3000:]
     assert lines[0].startswith("nnsearch: error: ") and uri in lines[0]
     assert not (tmp_path / "optuna.journal").exists()  # failed before the study was created
+
+
+class _FlakyClient:
+    """Fails like a process that lost the race to create the store, ``failures`` times, then opens."""
+
+    calls = 0
+
+    def __init__(self, *, tracking_uri: str, failures: int = 2, error: Exception | None = None) -> None:
+        type(self).calls += 1
+        if type(self).calls <= failures:
+            raise error or RuntimeError("(sqlite3.OperationalError) table experiments already exists")
+
+
+def test_a_process_that_loses_the_creation_race_retries(monkeypatch, tmp_path):
+    from nnsearch.tracking_store import open_client
+
+    monkeypatch.setattr("mlflow.tracking.MlflowClient", _FlakyClient)
+    _FlakyClient.calls = 0
+    assert isinstance(open_client(f"sqlite:///{tmp_path / 'm.db'}"), _FlakyClient)
+    assert _FlakyClient.calls == 3
+
+
+def test_a_store_that_cannot_be_opened_is_one_line_at_once(monkeypatch):
+    from nnsearch.errors import NNSearchError
+    from nnsearch.tracking_store import open_client
+
+    def refused(*, tracking_uri: str) -> None:
+        _FlakyClient(tracking_uri=tracking_uri, failures=99, error=RuntimeError("connection refused\nmore detail"))
+
+    monkeypatch.setattr("mlflow.tracking.MlflowClient", refused)
+    _FlakyClient.calls = 0
+    with pytest.raises(NNSearchError, match=r"^Cannot open the MLflow store tracking.uri=mysql://u:\*\*\*@h/db: connection refused$"):
+        open_client("mysql://u:pw-123@h/db")
+    assert _FlakyClient.calls == 1  # not a race: no retry
