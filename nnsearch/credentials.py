@@ -218,9 +218,9 @@ def protect_job(cfg: DictConfig) -> None:
     if literal:
         example = redact(found[literal[0]]).replace(MASK, "${oc.env:PGPASSWORD}", 1)
         log.warning(
-            "%s: a literal password: nnsearch masks it in what it writes, but your shell history and process list keep it; "
+            "%s %s a literal password (nnsearch masks it in what it writes, but your shell history and process list keep it): "
             "write it as '%s=%s' with PGPASSWORD exported.",
-            " and ".join(literal), literal[0], example,
+            " and ".join(literal), "hold" if len(literal) > 1 else "holds", literal[0], example,
         )
 
 
