@@ -25,7 +25,9 @@ _composing = {"lent": False}  # main() set FULL_ERROR for the composition only: 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def _run(cfg: DictConfig) -> None:
     from nnsearch.app import run_study_cli
+    from nnsearch.credentials import protect_job
 
+    protect_job(cfg)  # before anything prints or writes: passwords masked, .hydra/ files included
     if _composing["lent"]:  # composed: from here on Hydra reports errors its own way, here and in child processes
         os.environ.pop(FULL_ERROR, None)
     code = run_study_cli(cfg)

@@ -402,8 +402,10 @@ def run_study(cfg: DictConfig) -> Any:
     from nnsearch.interrupt import Interruption
     from nnsearch.report import finish
     from nnsearch.study import n_finished
+    from nnsearch.tracking_store import check_reachable
 
     started = time.time()
+    check_reachable(cfg.tracking.uri)  # an unreachable server fails now, in seconds, not after minutes of retries
     p = _prepare(cfg)
     if _n_workers(cfg) < 1:
         raise NNSearchError(f"launch.workers must be at least 1, got {_n_workers(cfg)}.")

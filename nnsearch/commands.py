@@ -171,13 +171,14 @@ def final(cfg: DictConfig) -> None:
     """Retrain the chosen configuration and log (and optionally register) the MLflow model."""
     from nnsearch.app import _prepare
     from nnsearch.report import best_config, final_model
+    from nnsearch.storage import redact
 
     study, ran = load_finished_study(cfg)
     ranking = _ranking(study, ran)
     p = _prepare(best_config(ran, ranking.chosen.params, ranking.chosen.number))
     tracker = _tracker_of(study, ran)
     if not tracker.parent_run_id:
-        raise NNSearchError(f"Study '{study.study_name}' has no MLflow parent run in {tracker.uri}; run the study first.")
+        raise NNSearchError(f"Study '{study.study_name}' has no MLflow parent run in {redact(tracker.uri)}; run the study first.")
     print("\n".join(final_model(ran, tracker, study, p, ranking, {}, again=True)), flush=True)
 
 

@@ -19,12 +19,13 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from nnsearch.credentials import exported, redacted_yaml, worker_environment
 from nnsearch.errors import NNSearchError
 from nnsearch.storage import is_journal
 
@@ -38,9 +39,10 @@ class WorkerSpec:
     index: int
     gpu: str | None  # CUDA_VISIBLE_DEVICES of the worker: "3", or "0,1" for a trial that uses DDP on 2 GPUs
     threads: int
+    urls: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # URLs with a password: the worker's config masks them
 
     def env(self) -> dict[str, str]:
-        env = {**os.environ, "OMP_NUM_THREADS": str(self.threads), "MKL_NUM_THREADS": str(self.threads), "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "OMP_NUM_THREADS": str(self.threads), "MKL_NUM_THREADS": str(self.threads), "PYTHONUNBUFFERED": "1", **dict(self.urls)}
         if self.gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = self.gpu
         return env
@@ -56,14 +58,15 @@ def _gpu_group(entry: Any) -> str:
 def worker_plan(cfg: DictConfig) -> list[WorkerSpec]:
     """One worker per listed GPU or GPU group (times ``workers_per_gpu``), else ``workers`` CPU workers with the cores divided."""
     launch = cfg.launch
+    urls = tuple(worker_environment(cfg).items())
     gpus = list(launch.gpus) if launch.get("gpus") else []
     if gpus:
         per_gpu = int(launch.workers_per_gpu)
         cpus = max(1, (os.cpu_count() or 1) // (len(gpus) * per_gpu))
-        return [WorkerSpec(i * per_gpu + j, _gpu_group(g), cpus) for i, g in enumerate(gpus) for j in range(per_gpu)]
+        return [WorkerSpec(i * per_gpu + j, _gpu_group(g), cpus, urls) for i, g in enumerate(gpus) for j in range(per_gpu)]
     n = int(launch.workers)
     threads = int(launch.threads_per_worker or max(1, (os.cpu_count() or 1) // n))
-    return [WorkerSpec(i, None, threads) for i in range(n)]
+    return [WorkerSpec(i, None, threads, urls) for i in range(n)]
 
 
 def check_launch(cfg: DictConfig) -> None:
@@ -94,7 +97,11 @@ def check_launch(cfg: DictConfig) -> None:
 
 
 def write_worker_config(cfg: DictConfig, spec: WorkerSpec, folder: Path) -> Path:
-    """The resolved config a worker runs, readable by its owner only (it may hold credentials)."""
+    """The resolved config a worker runs, readable by its owner only.
+
+    Passwords are masked in it: the worker gets those URLs in its environment
+    (:func:`nnsearch.credentials.worker_environment`).
+    """
     worker_cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     worker_cfg.runtime.threads = spec.threads
     worker_cfg.launch.workers = 1
@@ -112,7 +119,7 @@ def write_worker_config(cfg: DictConfig, spec: WorkerSpec, folder: Path) -> Path
     path = folder / f"worker_{spec.index}.yaml"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        f.write(OmegaConf.to_yaml(worker_cfg))
+        f.write(redacted_yaml(worker_cfg))
     return path
 
 
@@ -211,7 +218,8 @@ def _run_submitit(cfg: DictConfig, specs: list[WorkerSpec], configs: dict[int, P
     if cluster == "local" or cluster == "debug":
         params = {k: v for k, v in params.items() if not k.startswith("slurm_")}
     executor.update_parameters(**params)
-    jobs = executor.map_array(run, [str(configs[s.index]) for s in specs])
+    with exported(worker_environment(cfg)):  # the jobs inherit it (sbatch exports the environment), no file holds it
+        jobs = executor.map_array(run, [str(configs[s.index]) for s in specs])
     log.info("submitted %d job(s): %s", len(jobs), ", ".join(j.job_id for j in jobs))
     for job in jobs:
         try:

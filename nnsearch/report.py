@@ -26,8 +26,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from nnsearch.credentials import redact, redacted_yaml, scrub
 from nnsearch.search_space import SearchSpace
-from nnsearch.storage import redact
 
 log = logging.getLogger("nnsearch")
 CONFIG_ATTR = "nnsearch.config"
@@ -61,8 +61,9 @@ def best_config(cfg: DictConfig, params: dict[str, Any], number: int = 0) -> Dic
     OmegaConf.update(best, "tracking.experiment", f"{cfg.study.name}-best", merge=False)
     if best.get("command") is not None:
         OmegaConf.update(best, "command", "run", merge=False)
-    if best.study.storage:
-        OmegaConf.update(best, "study.storage", redact(best.study.storage), merge=False)
+    for key in ("study.storage", "tracking.uri"):  # the export is shared; its passwords are not
+        if OmegaConf.select(best, key):
+            OmegaConf.update(best, key, redact(OmegaConf.select(best, key)), merge=False)
     resolved = OmegaConf.create(OmegaConf.to_container(best, resolve=True))
     resolved.seed = int(cfg.seed) + number
     return resolved
@@ -75,7 +76,7 @@ def remember_config(study: Any, cfg: DictConfig, metrics: list[str]) -> None:
     from the configuration the trials actually ran with, whatever overrides the command line
     repeats.
     """
-    study.set_user_attr(CONFIG_ATTR, OmegaConf.to_yaml(cfg, resolve=True))
+    study.set_user_attr(CONFIG_ATTR, redacted_yaml(cfg))  # the commands take the URLs from their own command line
     study.set_user_attr(METRICS_ATTR, list(metrics))
 
 
@@ -85,10 +86,10 @@ def export_configs(cfg: DictConfig, ranking: Any, out_dir: Path) -> dict[str, st
     texts: dict[str, str] = {}
     if ranking.chosen is None:
         return texts
-    texts["best_config.yaml"] = OmegaConf.to_yaml(best_config(cfg, ranking.chosen.params, ranking.chosen.number))
+    texts["best_config.yaml"] = scrub(OmegaConf.to_yaml(best_config(cfg, ranking.chosen.params, ranking.chosen.number)))
     if ranking.multi:
         for trial in ranking.front:
-            texts[f"pareto/trial-{trial.number:04d}.yaml"] = OmegaConf.to_yaml(best_config(cfg, trial.params, trial.number))
+            texts[f"pareto/trial-{trial.number:04d}.yaml"] = scrub(OmegaConf.to_yaml(best_config(cfg, trial.params, trial.number)))
     for rel, text in texts.items():
         path = out_dir / rel
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -174,7 +175,7 @@ def finish(cfg: DictConfig, study: Any, tracker: Any, p: dict[str, Any], *, reas
                 tags["pareto_trials"] = ",".join(str(t.number) for t in ranking.front)
         tracker.close_parent("FINISHED", metrics={k: v for k, v in metrics.items() if _finite(v)}, tags=tags, artifacts=artifacts)
     lines.append(f"Optuna storage: {redact(cfg.study.storage) if cfg.study.storage else 'optuna.journal'} (study '{study.study_name}')")
-    lines.append(f"MLflow: {tracker.uri}, {tracker.run_url()}; browse with `mlflow ui --backend-store-uri {tracker.uri}`")
+    lines.append(f"MLflow: {redact(tracker.uri)}, {tracker.run_url()}; browse with `mlflow ui --backend-store-uri {redact(tracker.uri)}`")
     print("\n".join(lines), flush=True)
 
 

@@ -15,26 +15,13 @@ import re
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from nnsearch.credentials import redact, redacted_yaml  # noqa: F401 - where the rest of nnsearch finds them
 from nnsearch.errors import NNSearchError
 
 DEFAULT_JOURNAL = "optuna.journal"
 _URL = re.compile(r"^[a-z][a-z0-9+]*://", re.IGNORECASE)
-_PASSWORD = re.compile(r"(://[^:/@\s]+):[^@/\s]*@")
-
-
-def redact(url: Any) -> str:
-    """The URL with any password replaced, for logs, MLflow params and exported configs."""
-    if not url:
-        return str(url)
-    return _PASSWORD.sub(r"\1:***@", str(url))
-
-
-def redacted_yaml(cfg: DictConfig) -> str:
-    """The resolved config as YAML with credentials in storage and tracking URLs masked."""
-    text = OmegaConf.to_yaml(cfg, resolve=True)
-    return _PASSWORD.sub(r"\1:***@", text)
 
 
 def is_journal(url: str | None) -> bool:

@@ -33,7 +33,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from nnsearch.credentials import scrub
 from nnsearch.errors import NNSearchError
+from nnsearch.tracking_store import check_reachable, experiment_id, open_client
 
 log = logging.getLogger("nnsearch")
 
@@ -46,7 +48,13 @@ def _now_ms() -> int:
 
 
 def _param_value(value: Any) -> str:
-    return str(value)[:6000]
+    return scrub(value)[:6000]
+
+
+def _tags(tags: Mapping[str, Any]) -> list[Any]:
+    from mlflow.entities import RunTag
+
+    return [RunTag(k, _param_value(v)) for k, v in tags.items()]
 
 
 class Tracker:
@@ -72,21 +80,10 @@ class Tracker:
         if trial_plots not in PLOT_MODES:
             raise NNSearchError(f"tracking.trial_plots must be one of {', '.join(PLOT_MODES)}, got {trial_plots!r}.")
         self.trial_plots, self.task, self.classes = trial_plots, task, tuple(classes)
-        from mlflow.exceptions import MlflowException
-        from mlflow.tracking import MlflowClient
-
         self.uri = uri
-        self.client = MlflowClient(tracking_uri=uri)
-        found = self.client.get_experiment_by_name(experiment)
-        if found is None:
-            try:
-                self.experiment_id = self.client.create_experiment(experiment)
-            except MlflowException:  # another worker created it meanwhile
-                self.experiment_id = self.client.get_experiment_by_name(experiment).experiment_id
-        else:
-            if found.lifecycle_stage == "deleted":
-                self.client.restore_experiment(found.experiment_id)
-            self.experiment_id = found.experiment_id
+        check_reachable(uri)
+        self.client = open_client(uri)
+        self.experiment_id = experiment_id(self.client, experiment)
         self.experiment = experiment
         self.parent_run_id: str | None = None
         self._artifacts = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nnsearch-artifacts") if background else None
@@ -98,7 +95,7 @@ class Tracker:
         The run id is stored on the Optuna study, so any process that opens the study finds it.
         Returns the run id and whether it was reattached.
         """
-        from mlflow.entities import Param, RunTag
+        from mlflow.entities import Param
         from mlflow.exceptions import MlflowException
 
         run_id = study.user_attrs.get(PARENT_RUN_ATTR)
@@ -107,14 +104,14 @@ class Tracker:
                 run = self.client.get_run(run_id)
                 if run.info.experiment_id == self.experiment_id and run.info.lifecycle_stage == "active":
                     self.client.update_run(run_id, status="RUNNING")
-                    self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+                    self.client.log_batch(run_id, tags=_tags(tags))
                     self.parent_run_id = run_id
                     self._log_environment(run_id)  # the resuming process may run elsewhere
                     return run_id, True
             except MlflowException:
                 pass  # the run was deleted or the store changed: start a new parent
         run = self.client.create_run(
-            self.experiment_id, run_name=study.study_name, tags={"nnsearch.role": "study", **{k: str(v) for k, v in tags.items()}}
+            self.experiment_id, run_name=study.study_name, tags={"nnsearch.role": "study", **{k: _param_value(v) for k, v in tags.items()}}
         )
         run_id = run.info.run_id
         self.client.log_batch(run_id, params=[Param(k, _param_value(v)) for k, v in params.items()])
@@ -207,7 +204,7 @@ class Tracker:
         start_ms: int,
         objectives: Mapping[str, float] | None,
     ) -> str:
-        from mlflow.entities import Metric, Param, RunTag
+        from mlflow.entities import Metric, Param
 
         end_ms = _now_ms()
         run = self.client.create_run(
@@ -231,7 +228,7 @@ class Tracker:
             run_id,
             metrics=metrics,
             params=[Param(k, _param_value(v)) for k, v in params.items()],
-            tags=[RunTag(k, str(v)) for k, v in {"state": state, **tags}.items()],
+            tags=_tags({"state": state, **tags}),
         )
         if objectives and self.parent_run_id:
             self.client.log_batch(
@@ -254,7 +251,7 @@ class Tracker:
 
         ``artifacts``: a folder uploaded as is, in one call (the report's tables and plots).
         """
-        from mlflow.entities import Metric, RunTag
+        from mlflow.entities import Metric
 
         self.flush()
         if self.parent_run_id is None:
@@ -263,10 +260,10 @@ class Tracker:
         self.client.log_batch(
             self.parent_run_id,
             metrics=[Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()],
-            tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()],
+            tags=_tags(tags or {}),
         )
         for path, text in (texts or {}).items():
-            self.client.log_text(self.parent_run_id, text, path)
+            self.client.log_text(self.parent_run_id, scrub(text), path)
         if artifacts is not None and any(artifacts.iterdir()):
             self.client.log_artifacts(self.parent_run_id, str(artifacts))
         self.client.set_terminated(self.parent_run_id, status)

@@ -1,8 +1,9 @@
 """Entry point of one worker process of a launched study: ``python -m nnsearch.worker CONFIG``.
 
-The launcher writes the study's resolved config to a YAML file (credentials included, so the
-file is created readable by its owner only) and starts workers on it; each opens the shared
-study and the MLflow parent run and runs trials until the study has ``study.n_trials``.
+The launcher writes the study's resolved config to a YAML file (readable by its owner only, with
+passwords masked: URLs that carry one come in the environment, see :mod:`nnsearch.credentials`)
+and starts workers on it; each opens the shared study and the MLflow parent run and runs trials
+until the study has ``study.n_trials``.
 """
 
 from __future__ import annotations
@@ -15,13 +16,16 @@ from omegaconf import OmegaConf
 
 def run(config_path: str) -> int:
     from nnsearch.app import run_worker
+    from nnsearch.credentials import from_environment, guard_output
     from nnsearch.errors import NNSearchError
     from nnsearch.studies import register_resolvers
 
     register_resolvers()
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][worker %(process)d][%(levelname)s] - %(message)s")
+    guard_output()
     cfg = OmegaConf.load(config_path)
     try:
+        from_environment(cfg, source=config_path)
         run_worker(cfg)
     except NNSearchError as err:
         print(f"nnsearch worker: error: {err}", file=sys.stderr)
