@@ -112,13 +112,13 @@ def test_a_sampled_bad_combination_fails_its_trial_and_the_study_goes_on(run, tm
         "# @package _global_\n"
         "defaults:\n  - override /data: digits_sequence\n  - override /model: transformer\n  - override /sampler: random\n"
         "model: {d_model: 16, n_layers: 1}\n"
-        "search_space:\n  model.n_heads: {type: categorical, choices: [3, 4, 5]}\n"
+        "search_space:\n  model.d_model: {type: categorical, choices: [12, 16]}\n  model.n_heads: {type: categorical, choices: [3, 4, 6]}\n"
     )
     study = run("+study=heads", "study.n_trials=2", "cv.folds=2", "trainer.max_epochs=1")
     failed = study.get_trials(states=(TrialState.FAIL,))
     complete = study.get_trials(states=(TrialState.COMPLETE,))
-    assert len(complete) == 2 and all(t.params["model.n_heads"] == 4 for t in complete)
-    assert failed, "random sampling should have drawn 3 or 5 heads"
+    assert len(complete) == 2 and all(t.params["model.d_model"] % t.params["model.n_heads"] == 0 for t in complete)
+    assert failed, "random sampling (seed 0) draws 16 model dimensions with 3 or 6 heads"
     for t in failed:
         assert t.user_attrs["fail_reason"] == f"model.d_model (16) must be divisible by model.n_heads ({t.params['model.n_heads']})."
     _, _, children = mlflow_runs(tmp_path, "heads")

@@ -13,7 +13,8 @@ import re
 import pytest
 from optuna.trial import TrialState
 
-from conftest import mlflow_runs
+from conftest import load_study, mlflow_runs
+from nnsearch.errors import StudyFailed
 
 WINE = ["+study=wine_mlp", "sampler=random", "study.n_trials=2", "cv.folds=3", "trainer.max_epochs=2", "final.retrain=false", "report.study_plots=false"]
 
@@ -41,7 +42,9 @@ def test_a_pruned_fold_stops_the_other_running_fold_and_the_queued_one_never_sta
     # epochs a fold it cannot finish before fold 0's first epoch, so fold 2 would only start if
     # the pool ignored the pruned fold.
     epochs = 50
-    study = run_in_process(*WINE, "pruner=threshold", "pruner.lower=1.1", "cv.parallel=2", f"trainer.max_epochs={epochs}")
+    with pytest.raises(StudyFailed, match=r"no trial of study 'wine_mlp' completed \(2 pruned"):
+        run_in_process(*WINE, "pruner=threshold", "pruner.lower=1.1", "cv.parallel=2", f"trainer.max_epochs={epochs}")
+    study = load_study(tmp_path, "wine_mlp")
     assert [t.state for t in study.trials] == [TrialState.PRUNED] * 2
     for trial in study.trials:
         assert max(trial.intermediate_values) < 2 * epochs  # folds 0 and 1 only (step = fold * epochs + epoch)

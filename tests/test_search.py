@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from optuna.trial import TrialState
 
-from conftest import mlflow_runs
+from conftest import load_study, mlflow_runs
+from nnsearch.errors import StudyFailed
 from nnsearch.errors import NNSearchError
 
 TINY = ["cv.folds=2", "trainer.max_epochs=2", "cv.test_size=0"]
@@ -34,10 +35,12 @@ def test_every_pruner_runs_a_study(run_in_process, pruner):
 
 
 def test_threshold_pruner_stops_trials_below_the_bound(run_in_process, tmp_path):
-    study = run_in_process(
-        "+study=wine_mlp", "pruner=threshold", "pruner.lower=0.99", "sampler=random", "study.n_trials=3",
-        "cv.folds=3", "trainer.max_epochs=5", "cv.test_size=0", "cv.parallel=1",  # folds in turn (see test_fold_pool.py)
-    )
+    with pytest.raises(StudyFailed, match=r"no trial of study 'wine_mlp' completed \(3 pruned"):  # a study without a result says so
+        run_in_process(
+            "+study=wine_mlp", "pruner=threshold", "pruner.lower=0.99", "sampler=random", "study.n_trials=3",
+            "cv.folds=3", "trainer.max_epochs=5", "cv.test_size=0", "cv.parallel=1",  # folds in turn (see test_fold_pool.py)
+        )
+    study = load_study(tmp_path, "wine_mlp")
     pruned = study.get_trials(states=(TrialState.PRUNED,))
     assert len(pruned) == 3  # no wine model reaches 99 % accuracy after one epoch
     _, _, children = mlflow_runs(tmp_path, "wine_mlp")

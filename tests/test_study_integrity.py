@@ -45,12 +45,12 @@ def _no_running_anywhere(tmp_path, name, storage=None):
 
 
 def _wait_for_running_trial(proc, tmp_path, name, storage=None, *, timeout=240):
-    """Block until the study holds a RUNNING trial (the process is mid-trial), or fail."""
+    """Block until the study holds a RUNNING trial that has reported an epoch (the process is mid-training), or fail."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, "the study ended before a trial was running"
         try:
-            running = load_study(tmp_path, name, storage).get_trials(states=(TrialState.RUNNING,))
+            running = [t for t in load_study(tmp_path, name, storage).get_trials(states=(TrialState.RUNNING,)) if t.intermediate_values]
         except (KeyError, FileNotFoundError, ValueError):
             running = []
         if running:
@@ -140,7 +140,7 @@ def test_a_study_killed_with_sigkill_leaves_no_process_and_the_rerun_retries_its
     dead = study.trials[running[0].number]
     assert dead.state == TrialState.FAIL and "died" in dead.user_attrs["fail_reason"]
     retry = [t for t in study.trials if t.system_attrs.get("failed_trial") == dead.number]
-    assert len(retry) == 1 and retry[0].params == dead.params and retry[0].state in FINISHED
+    assert len(retry) == 1 and retry[0].params == dead.params and retry[0].state in FINISHED  # the same configuration, trained
     logged = {c.data.tags["optuna.trial_number"]: c for c in children}
     assert logged[str(dead.number)].info.status == "FAILED"
     assert "died" in logged[str(dead.number)].data.tags["reason"]
