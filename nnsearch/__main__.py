@@ -35,12 +35,37 @@ def _run(cfg: DictConfig) -> None:
         sys.exit(code)
 
 
+CONFIG_PATH_FLAGS = ("--config-path", "-cp")
+
+
+def absolute_config_path(argv: list[str]) -> list[str]:
+    """``--config-path DIR`` made absolute against the current folder.
+
+    Hydra resolves a relative primary config path against the folder of the entry point's
+    module (here, the installed package), so the README's ``--config-path outputs/...`` would
+    not be found. A user means the folder they run from.
+    """
+    out = list(argv)
+    for i, arg in enumerate(out):
+        for flag in CONFIG_PATH_FLAGS:
+            if arg == flag and i + 1 < len(out):
+                out[i + 1] = _absolute(out[i + 1])
+            elif arg.startswith(flag + "="):
+                out[i] = f"{flag}={_absolute(arg[len(flag) + 1:])}"
+    return out
+
+
+def _absolute(path: str) -> str:
+    return path if "://" in path or os.path.isabs(path) else str(Path(path).absolute())
+
+
 def main() -> None:
     from nnsearch.cli_help import help_text, wants_help
 
     if wants_help():  # Hydra's help copies the config store once per config group (slow; grows with studies)
         print(help_text(), end="")
         return
+    sys.argv = absolute_config_path(sys.argv)
     register_studies()
     _composing["lent"] = FULL_ERROR not in os.environ
     if _composing["lent"]:

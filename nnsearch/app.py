@@ -216,7 +216,7 @@ def absolute_tracking_uri(uri: str) -> str:
 
 def open_study_and_parent(cfg: DictConfig, p: dict[str, Any], *, worker: bool = False) -> tuple[Any, Any, Any]:
     """Open (or resume) the Optuna study and its MLflow parent run; returns the study, the
-    tracker and the storage.
+    tracker and the study's record (:class:`nnsearch.study_record.StudyRecord`, its storage inside).
 
     A resumed study must have the identity settings and data its trials ran with
     (:mod:`nnsearch.identity`). The process that created the study opens the MLflow parent run;
@@ -227,15 +227,17 @@ def open_study_and_parent(cfg: DictConfig, p: dict[str, Any], *, worker: bool = 
     from nnsearch.objective import type_name
     from nnsearch.storage import redact, storage_from_config
     from nnsearch.study import enqueue, n_finished, open_study
-    from nnsearch.tracking import PARENT_RUN_ATTR, Tracker
+    from nnsearch.study_record import PARENT_RUN, StudyRecord
+    from nnsearch.tracking import Tracker
 
     storage_url = cfg.study.storage
     where = redact(storage_url) if storage_url else "optuna.journal"
     storage = storage_from_config(cfg)
     study, created = open_study(cfg.study.name, storage, directions=p["objectives"].directions, sampler=p["sampler"], pruner=p["pruner"])
+    record = StudyRecord(study, storage)
     digest = identity.data_digest(p["data"].X, p["data"].y)
     if not worker:
-        identity.check_resume(study, cfg, digest, where=where)
+        identity.check_resume(record, cfg, digest, where=where)
     configured_seed = cfg.sampler.get("seed")
     _seed_this_process(cfg, p, study, created=created)
     data = p["data"]
@@ -248,12 +250,12 @@ def open_study_and_parent(cfg: DictConfig, p: dict[str, Any], *, worker: bool = 
         background=True,  # a trial's figures are drawn while the next one trains
     )
     if worker:
-        tracker.parent_run_id = study.user_attrs.get(PARENT_RUN_ATTR)
-        return study, tracker, storage
+        tracker.parent_run_id = record.get(PARENT_RUN)
+        return study, tracker, record
     from nnsearch.report import remember_config
 
-    remember_config(study, cfg, p["objectives"].metrics)  # commands then work on an interrupted study too
-    identity.remember_data(study, digest)
+    remember_config(record, cfg, p["objectives"].metrics)  # commands then work on an interrupted study too
+    identity.remember_data(record, digest)
     queued = enqueue(study, p["warm_start"])
     if queued:
         log.info("warm start: %d configuration(s) queued to run first", queued)
@@ -276,22 +278,28 @@ def open_study_and_parent(cfg: DictConfig, p: dict[str, Any], *, worker: bool = 
     }
     tags = {"optuna.study_name": study.study_name, "study.n_trials": cfg.study.n_trials, "storage": where, "launch.workers": _n_workers(cfg)}
     if not created:  # a process starting the same new study at the same moment opens its parent run
-        _wait_for_parent_run(study, PARENT_RUN_ATTR)
-    _, resumed = tracker.open_parent(study, params, tags)
+        _wait_for_parent_run(record)
+    run_id, resumed = tracker.open_parent(study.study_name, record.get(PARENT_RUN), params, tags)
+    record.set(PARENT_RUN, run_id)
+    objs = p["objectives"]
+    keys = [m if m in objs.model_metrics else f"cv/{m}" for m in objs.metrics]  # as each trial run logs them
+    tracker.set_trials_view(keys, list(objs.directions), [par.path for par in p["space"].parameters])
     if resumed:
         log.info("resuming: reattached to MLflow parent run %s", tracker.parent_run_id)
-    return study, tracker, storage
+    return study, tracker, record
 
 
-def _wait_for_parent_run(study: Any, attr: str, *, timeout: float = 30.0) -> None:
+def _wait_for_parent_run(record: Any, *, timeout: float = 30.0) -> None:
     """Two processes starting one new study together: the one that created it opens the MLflow
     parent run; the other waits for its id to appear on the study (or, if the creator died before
     that, opens one itself after ``timeout``)."""
-    if attr in study.user_attrs or study.get_trials(deepcopy=False):
+    from nnsearch.study_record import PARENT_RUN
+
+    if record.get(PARENT_RUN) or record.study.get_trials(deepcopy=False):
         return
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if attr in study.user_attrs:
+        if record.get(PARENT_RUN):
             return
         time.sleep(0.2)
 
@@ -346,7 +354,7 @@ def record_dead_trial(tracker: Any) -> Any:
 
 
 def run_trials_here(
-    cfg: DictConfig, p: dict[str, Any], study: Any, tracker: Any, storage: Any, interruption: Any, *, pool: Any = None, started: float | None = None
+    cfg: DictConfig, p: dict[str, Any], study: Any, tracker: Any, record: Any, interruption: Any, *, pool: Any = None, started: float | None = None
 ) -> str:
     """Run trials in this process until the study (shared with any other worker) is complete.
 
@@ -361,7 +369,7 @@ def run_trials_here(
     max_retry = int(OmegaConf.select(cfg, "launch.max_retry", default=2))
 
     def reap() -> None:
-        reap_dead_trials(study, storage, max_retry=max_retry, on_dead=record_dead_trial(tracker))
+        reap_dead_trials(study, record.storage, max_retry=max_retry, on_dead=record_dead_trial(tracker))
 
     reap()
     progress = Progress.from_config(
@@ -417,7 +425,7 @@ def run_study(cfg: DictConfig) -> Any:
     # the fold processes boot (imports, data) while this process opens the study and the MLflow store
     pool = None if distributed else start_fold_pool(cfg, p)
     try:
-        study, tracker, storage = open_study_and_parent(cfg, p)
+        study, tracker, record = open_study_and_parent(cfg, p)
     except BaseException:
         if pool is not None:
             pool.close()
@@ -429,11 +437,11 @@ def run_study(cfg: DictConfig) -> Any:
                 from nnsearch.launch import launch_workers
 
                 with interruption.interruptible():
-                    reason = launch_workers(cfg, study, storage, on_dead=record_dead_trial(tracker))
+                    reason = launch_workers(cfg, study, record.storage, on_dead=record_dead_trial(tracker))
             else:
-                reason = run_trials_here(cfg, p, study, tracker, storage, interruption, pool=pool, started=started)
+                reason = run_trials_here(cfg, p, study, tracker, record, interruption, pool=pool, started=started)
             with interruption.interruptible():  # the report and the final model take seconds: a stop is honoured at once
-                finish(cfg, study, tracker, p, reason=reason, seconds=time.time() - started)
+                finish(cfg, record, tracker, p, reason=reason, seconds=time.time() - started)
     except KeyboardInterrupt:
         tracker.close_parent("KILLED", tags={"state": "interrupted"})
         log.info("interrupted after %d/%d finished trials", n_finished(study), cfg.study.n_trials)
@@ -452,6 +460,6 @@ def run_worker(cfg: DictConfig) -> str:
 
     stop_when_launcher_dies()
     p = _prepare(cfg)
-    study, tracker, storage = open_study_and_parent(cfg, p, worker=True)
+    study, tracker, record = open_study_and_parent(cfg, p, worker=True)
     with Interruption() as interruption:
-        return run_trials_here(cfg, p, study, tracker, storage, interruption)
+        return run_trials_here(cfg, p, study, tracker, record, interruption)

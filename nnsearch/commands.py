@@ -38,12 +38,13 @@ def run_command(cfg: DictConfig) -> None:
 
 
 def load_finished_study(cfg: DictConfig) -> tuple[Any, DictConfig]:
-    """The Optuna study named by the config, and the configuration its trials ran with."""
+    """The record of the Optuna study named by the config (``record.study`` is the study), and
+    the configuration its trials ran with."""
     import optuna
 
     from nnsearch.app import optuna_logging_to_warnings
-    from nnsearch.report import CONFIG_ATTR
     from nnsearch.storage import open_storage, redact
+    from nnsearch.study_record import CONFIG, StudyRecord
 
     optuna_logging_to_warnings()
     storage = open_storage(cfg.study.storage)
@@ -55,10 +56,11 @@ def load_finished_study(cfg: DictConfig) -> tuple[Any, DictConfig]:
         raise NNSearchError(
             f"No study '{cfg.study.name}' in {where}; studies there: {', '.join(names) or 'none'} (set +study=NAME or study.name=...)."
         ) from None
-    stored = study.user_attrs.get(CONFIG_ATTR)
+    record = StudyRecord(study, storage)
+    stored = record.get(CONFIG)
     if stored is None:
         log.warning("study '%s' has no stored configuration (it never reached its end); using the command line's", study.study_name)
-        return study, cfg
+        return record, cfg
     ran = OmegaConf.create(stored)
     for key in ("report", "final"):
         if cfg.get(key) is not None:
@@ -66,7 +68,7 @@ def load_finished_study(cfg: DictConfig) -> tuple[Any, DictConfig]:
     OmegaConf.update(ran, "study.storage", cfg.study.storage, merge=False)
     OmegaConf.update(ran, "tracking.uri", cfg.tracking.uri, merge=False)
     OmegaConf.update(ran, "command", "run", merge=False)
-    return study, ran
+    return record, ran
 
 
 def _ranking(study: Any, cfg: DictConfig) -> Any:
@@ -84,7 +86,8 @@ def _ranking(study: Any, cfg: DictConfig) -> Any:
 def show_leaderboard(cfg: DictConfig) -> None:
     from nnsearch import leaderboard
 
-    study, ran = load_finished_study(cfg)
+    record, ran = load_finished_study(cfg)
+    study = record.study
     ranking = _ranking(study, ran)
     top_k = int(OmegaConf.select(ran, "report.top_k", default=10) or 10)
     table = leaderboard.rows(ranking, top_k=top_k)
@@ -98,7 +101,8 @@ def show_leaderboard(cfg: DictConfig) -> None:
 def export(cfg: DictConfig) -> None:
     from nnsearch.report import export_configs, output_dir
 
-    study, ran = load_finished_study(cfg)
+    record, ran = load_finished_study(cfg)
+    study = record.study
     ranking = _ranking(study, ran)
     out = output_dir()
     texts = export_configs(ran, ranking, out)
@@ -109,13 +113,14 @@ def export(cfg: DictConfig) -> None:
     print(f"  reproduce: python -m nnsearch --config-path {out.resolve()} --config-name best_config", flush=True)
 
 
-def _tracker_of(study: Any, ran: DictConfig) -> Any:
+def _tracker_of(record: Any, ran: DictConfig) -> Any:
     """A tracker writing under the study's existing parent run (not reopened, not re-closed)."""
     from nnsearch.app import absolute_tracking_uri
-    from nnsearch.tracking import PARENT_RUN_ATTR, Tracker
+    from nnsearch.study_record import PARENT_RUN
+    from nnsearch.tracking import Tracker
 
     tracker = Tracker(absolute_tracking_uri(ran.tracking.uri), ran.tracking.experiment)
-    tracker.parent_run_id = study.user_attrs.get(PARENT_RUN_ATTR)
+    tracker.parent_run_id = record.get(PARENT_RUN)
     return tracker
 
 
@@ -130,7 +135,8 @@ def seeds(cfg: DictConfig) -> None:
     from nnsearch.trial_plots import write_csv
     from nnsearch.training import fit_folds
 
-    study, ran = load_finished_study(cfg)
+    record, ran = load_finished_study(cfg)
+    study = record.study
     ranking = _ranking(study, ran)
     chosen = ranking.chosen
     n = int(OmegaConf.select(ran, "final.seeds", default=3) or 3)
@@ -156,7 +162,7 @@ def seeds(cfg: DictConfig) -> None:
         print(f"  {key:<16} {mean:.4f} ± {std:.4f}")
     path = write_csv(table + [{"seed": "mean", **{k: m for k, (m, _) in summary.items()}}, {"seed": "std", **{k: s for k, (_, s) in summary.items()}}], output_dir() / "seeds.csv")
     print(f"Per seed: {path}", flush=True)
-    tracker = _tracker_of(study, ran)
+    tracker = _tracker_of(record, ran)
     if tracker.parent_run_id:
         run = tracker.client.create_run(
             tracker.experiment_id, run_name=f"seeds-trial-{chosen.number:04d}", tags={"mlflow.parentRunId": tracker.parent_run_id, "nnsearch.role": "seeds"}
@@ -173,13 +179,14 @@ def final(cfg: DictConfig) -> None:
     from nnsearch.report import best_config, final_model
     from nnsearch.storage import redact
 
-    study, ran = load_finished_study(cfg)
+    record, ran = load_finished_study(cfg)
+    study = record.study
     ranking = _ranking(study, ran)
     p = _prepare(best_config(ran, ranking.chosen.params, ranking.chosen.number))
-    tracker = _tracker_of(study, ran)
+    tracker = _tracker_of(record, ran)
     if not tracker.parent_run_id:
         raise NNSearchError(f"Study '{study.study_name}' has no MLflow parent run in {redact(tracker.uri)}; run the study first.")
-    print("\n".join(final_model(ran, tracker, study, p, ranking, {}, again=True)), flush=True)
+    print("\n".join(final_model(ran, tracker, record, p, ranking, {}, again=True)), flush=True)
 
 
 COMMANDS: dict[str, Callable[[DictConfig], None]] = {"leaderboard": show_leaderboard, "export": export, "seeds": seeds, "final": final}

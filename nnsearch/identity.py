@@ -22,7 +22,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from nnsearch.errors import NNSearchError
 
-DATA_ATTR = "nnsearch.data"  # rows, columns and a digest of the development data
 
 MAY_CHANGE = (
     "command",
@@ -94,21 +93,22 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def check_resume(study: Any, cfg: DictConfig, digest: str, *, where: str) -> None:
+def check_resume(record: Any, cfg: DictConfig, digest: str, *, where: str) -> None:
     """Refuse to resume ``study`` with other identity settings or other data than its trials had.
 
     A study without a stored config (created before nnsearch kept one, or never started a trial)
     has nothing to compare against and is accepted.
     """
+    from nnsearch.study_record import CONFIG, DATA
+
+    study = record.study
     if not study.get_trials(deepcopy=False):
         return
-    from nnsearch.report import CONFIG_ATTR
-
-    stored_yaml = study.user_attrs.get(CONFIG_ATTR)
+    stored_yaml = record.get(CONFIG)
     diffs = []
     if stored_yaml is not None:
         diffs = differences(settings(OmegaConf.create(stored_yaml)), settings(cfg))
-    stored_digest = study.user_attrs.get(DATA_ATTR)
+    stored_digest = record.get(DATA)
     if stored_digest is not None and stored_digest != digest and not any(d.startswith("data.") for d in diffs):
         diffs.append(f"the data's rows ({stored_digest} -> {digest})")
     if not diffs:
@@ -121,7 +121,8 @@ def check_resume(study: Any, cfg: DictConfig, digest: str, *, where: str) -> Non
     )
 
 
-def remember_data(study: Any, digest: str) -> None:
+def remember_data(record: Any, digest: str) -> None:
     """Store the data digest on the study (its config is stored by :func:`nnsearch.report.remember_config`)."""
-    if study.user_attrs.get(DATA_ATTR) != digest:
-        study.set_user_attr(DATA_ATTR, digest)
+    from nnsearch.study_record import DATA
+
+    record.set(DATA, digest)

@@ -42,8 +42,9 @@ class Ranking:
 
 
 def study_metrics(study: Any) -> list[str]:
-    """Objective names from the parent run's ``study.metric`` user attr, else ``objective{i}``."""
-    names = study.user_attrs.get("nnsearch.metrics")
+    """Objective names as recorded with ``study.set_metric_names`` (or, by an earlier nnsearch, as a
+    user attribute), else ``objective{i}``."""
+    names = study.metric_names or study.user_attrs.get("nnsearch.metrics")
     if names and len(names) == len(study.directions):
         return list(names)
     if len(study.directions) == 1:

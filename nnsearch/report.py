@@ -30,8 +30,6 @@ from nnsearch.credentials import redact, redacted_yaml, scrub
 from nnsearch.search_space import SearchSpace
 
 log = logging.getLogger("nnsearch")
-CONFIG_ATTR = "nnsearch.config"
-METRICS_ATTR = "nnsearch.metrics"
 
 
 def output_dir() -> Path:
@@ -69,15 +67,27 @@ def best_config(cfg: DictConfig, params: dict[str, Any], number: int = 0) -> Dic
     return resolved
 
 
-def remember_config(study: Any, cfg: DictConfig, metrics: list[str]) -> None:
-    """Store the study's composed config and objective names on the Optuna study.
+def _exported(config: DictConfig) -> str:
+    """A config as the YAML file a user re-runs with ``--config-name``; the re-run writes under
+    ``outputs/NAME-best/TIME`` (Hydra's own default would be a bare date folder)."""
+    config = config.copy()
+    config.hydra = {"run": {"dir": "outputs/${study.name}/${now:%Y-%m-%d_%H-%M-%S}"}, "job": {"chdir": False}}
+    return scrub(OmegaConf.to_yaml(config))
+
+
+def remember_config(record: Any, cfg: DictConfig, metrics: list[str]) -> None:
+    """Store the study's composed config (in nnsearch's record) and objective names (Optuna's
+    ``set_metric_names``, which optuna-dashboard shows on its axes) on the Optuna study.
 
     The commands that act on a finished study (``leaderboard``, ``export``, ``seeds``) then work
     from the configuration the trials actually ran with, whatever overrides the command line
     repeats.
     """
-    study.set_user_attr(CONFIG_ATTR, redacted_yaml(cfg))  # the commands take the URLs from their own command line
-    study.set_user_attr(METRICS_ATTR, list(metrics))
+    from nnsearch.study_record import CONFIG
+
+    record.set(CONFIG, redacted_yaml(cfg))  # the commands take the URLs from their own command line
+    if record.study.metric_names != list(metrics):
+        record.study.set_metric_names(list(metrics))
 
 
 def export_configs(cfg: DictConfig, ranking: Any, out_dir: Path) -> dict[str, str]:
@@ -86,10 +96,10 @@ def export_configs(cfg: DictConfig, ranking: Any, out_dir: Path) -> dict[str, st
     texts: dict[str, str] = {}
     if ranking.chosen is None:
         return texts
-    texts["best_config.yaml"] = scrub(OmegaConf.to_yaml(best_config(cfg, ranking.chosen.params, ranking.chosen.number)))
+    texts["best_config.yaml"] = _exported(best_config(cfg, ranking.chosen.params, ranking.chosen.number))
     if ranking.multi:
         for trial in ranking.front:
-            texts[f"pareto/trial-{trial.number:04d}.yaml"] = scrub(OmegaConf.to_yaml(best_config(cfg, trial.params, trial.number)))
+            texts[f"pareto/trial-{trial.number:04d}.yaml"] = _exported(best_config(cfg, trial.params, trial.number))
     for rel, text in texts.items():
         path = out_dir / rel
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -102,16 +112,17 @@ def _setting(cfg: DictConfig, path: str, default: Any) -> Any:
     return default if value is None and default is not None else value
 
 
-def finish(cfg: DictConfig, study: Any, tracker: Any, p: dict[str, Any], *, reason: str, seconds: float) -> None:
+def finish(cfg: DictConfig, record: Any, tracker: Any, p: dict[str, Any], *, reason: str, seconds: float) -> None:
     """Print the summary, write the report and the exports, retrain the chosen configuration,
-    and close the parent run as FINISHED."""
+    and close the parent run as FINISHED. ``record``: the study's :class:`~nnsearch.study_record.StudyRecord`."""
     from optuna.trial import TrialState
 
     from nnsearch import leaderboard
     from nnsearch.trial_plots import write_csv
 
     metrics_names = list(p["objectives"].metrics)
-    remember_config(study, cfg, metrics_names)
+    study = record.study
+    remember_config(record, cfg, metrics_names)
     counts = {s.name.lower(): len(study.get_trials(deepcopy=False, states=(s,))) for s in (TrialState.COMPLETE, TrialState.PRUNED)}
     failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
     skipped = sum(1 for t in failed if t.user_attrs.get("skipped"))  # surplus/duplicate starts of parallel workers
@@ -167,7 +178,7 @@ def finish(cfg: DictConfig, study: Any, tracker: Any, p: dict[str, Any], *, reas
 
             write_study_plots(study, artifacts / "plots", metrics=metrics_names, pick=ranking.pick_metric)
         if chosen is not None and _setting(cfg, "final.retrain", True):
-            lines += final_model(cfg, tracker, study, p, ranking, metrics)
+            lines += final_model(cfg, tracker, record, p, ranking, metrics)
         tags = {"state": "finished", "stop_reason": reason, "trials.complete": counts["complete"], "trials.pruned": counts["pruned"], "trials.failed": counts["fail"]}
         if chosen is not None:
             tags["best_trial"] = chosen.number
@@ -175,7 +186,11 @@ def finish(cfg: DictConfig, study: Any, tracker: Any, p: dict[str, Any], *, reas
                 tags["pareto_trials"] = ",".join(str(t.number) for t in ranking.front)
         tracker.close_parent("FINISHED", metrics={k: v for k, v in metrics.items() if _finite(v)}, tags=tags, artifacts=artifacts)
     lines.append(f"Optuna storage: {redact(cfg.study.storage) if cfg.study.storage else 'optuna.journal'} (study '{study.study_name}')")
-    lines.append(f"MLflow: {redact(tracker.uri)}, {tracker.run_url()}; browse with `mlflow ui --backend-store-uri {redact(tracker.uri)}`")
+    lines.append(f"MLflow: {redact(tracker.uri)}, {tracker.run_url()}")
+    if tracker.uri.startswith(("http://", "https://")):
+        lines.append(f"  trials: {tracker.ui_link()}")
+    else:
+        lines.append(f"  browse: mlflow ui --backend-store-uri {redact(tracker.uri)}   then open {tracker.ui_link()}")
     print("\n".join(lines), flush=True)
 
 
@@ -196,21 +211,19 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
-FINAL_MODEL_ATTR = "nnsearch.final_model"  # {"trial": N, "run_id": ID}: the final model the study last logged
-
-
-def final_model(cfg: DictConfig, tracker: Any, study: Any, p: dict[str, Any], ranking: Any, metrics: dict[str, float], *, again: bool = False) -> list[str]:
+def final_model(cfg: DictConfig, tracker: Any, record: Any, p: dict[str, Any], ranking: Any, metrics: dict[str, float], *, again: bool = False) -> list[str]:
     """Retrain the chosen trial on all development rows, score it on the test split, log it.
 
     A resumed study whose chosen trial did not change keeps the final model it already logged
-    (its ``final-model`` run, found through the study attribute ``nnsearch.final_model``): the
+    (its ``final-model`` run, found through the study record ``nnsearch.final_model``): the
     same trial retrained again would be the same model; ``again`` (``command=final``) retrains
     anyway. A failure here is reported, not raised: the study itself is complete and recorded.
     """
     from nnsearch.final_model import fit_final, final_epochs, log_final_model
+    from nnsearch.study_record import FINAL_MODEL
 
     chosen = ranking.chosen
-    earlier = None if again else _existing_final_model(tracker, study, chosen.number)
+    earlier = None if again else _existing_final_model(tracker, record, chosen.number)
     if earlier is not None:
         lines = [f"Final model: trial {chosen.number} is still the chosen one; keeping its final model (MLflow run {earlier.info.run_id})"]
         tested = {k[len("test/"):]: v for k, v in earlier.data.metrics.items() if k.startswith("test/")}
@@ -225,7 +238,7 @@ def final_model(cfg: DictConfig, tracker: Any, study: Any, p: dict[str, Any], ra
     except Exception as err:  # noqa: BLE001 - the search's results stand without the final model
         log.warning("final model: retraining trial %d failed: %s", chosen.number, err)
         return [f"Final model: retraining failed ({err})"]
-    study.set_user_attr(FINAL_MODEL_ATTR, {"trial": chosen.number, "run_id": run_id})
+    record.set(FINAL_MODEL, {"trial": chosen.number, "run_id": run_id})
     lines = [f"Final model: trial {chosen.number} retrained on all {fit.n_train} development rows ({fit.epochs} epochs), MLflow run {run_id}"]
     lines += _test_lines(chosen, fit.test_metrics, metrics, fit.n_test)
     if register := _setting(cfg, "final.register_name", None):
@@ -233,9 +246,11 @@ def final_model(cfg: DictConfig, tracker: Any, study: Any, p: dict[str, Any], ra
     return lines
 
 
-def _existing_final_model(tracker: Any, study: Any, number: int) -> Any:
+def _existing_final_model(tracker: Any, record: Any, number: int) -> Any:
     """The FINISHED ``final-model`` run this study logged for trial ``number``, if it still exists."""
-    earlier = study.user_attrs.get(FINAL_MODEL_ATTR) or {}
+    from nnsearch.study_record import FINAL_MODEL
+
+    earlier = record.get(FINAL_MODEL) or {}
     if earlier.get("trial") != number or not earlier.get("run_id"):
         return None
     try:

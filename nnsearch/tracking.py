@@ -39,8 +39,11 @@ from nnsearch.tracking_store import check_reachable, experiment_id, open_client
 
 log = logging.getLogger("nnsearch")
 
-PARENT_RUN_ATTR = "mlflow_parent_run_id"
 TRIAL_RUN_ATTR = "mlflow_run_id"
+DEFAULT_UI = "http://127.0.0.1:5000"  # where `mlflow ui` listens unless told otherwise
+SHARED_VIEW_TAG = "mlflow.sharedViewState."
+TRIALS_VIEW = "nnsearch-trials"
+MAX_VIEW_PARAMS = 8  # parameter columns in the first screen's table; the rest are a click away
 
 
 def _now_ms() -> int:
@@ -89,16 +92,16 @@ class Tracker:
         self._artifacts = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nnsearch-artifacts") if background else None
         self._pending: list[Future] = []
 
-    def open_parent(self, study: Any, params: Mapping[str, Any], tags: Mapping[str, str]) -> tuple[str, bool]:
-        """Start the study's parent run, or reattach to it when the study is resumed.
+    def open_parent(self, name: str, run_id: str | None, params: Mapping[str, Any], tags: Mapping[str, str]) -> tuple[str, bool]:
+        """Start the study's parent run (named ``name``), or reattach to ``run_id``, the one it
+        had, when the study is resumed.
 
-        The run id is stored on the Optuna study, so any process that opens the study finds it.
-        Returns the run id and whether it was reattached.
+        Returns the run id (the caller records it with the study, so any process that opens the
+        study finds it) and whether it was reattached.
         """
         from mlflow.entities import Param
         from mlflow.exceptions import MlflowException
 
-        run_id = study.user_attrs.get(PARENT_RUN_ATTR)
         if run_id:
             try:
                 run = self.client.get_run(run_id)
@@ -111,11 +114,10 @@ class Tracker:
             except MlflowException:
                 pass  # the run was deleted or the store changed: start a new parent
         run = self.client.create_run(
-            self.experiment_id, run_name=study.study_name, tags={"nnsearch.role": "study", **{k: _param_value(v) for k, v in tags.items()}}
+            self.experiment_id, run_name=name, tags={"nnsearch.role": "study", **{k: _param_value(v) for k, v in tags.items()}}
         )
         run_id = run.info.run_id
         self.client.log_batch(run_id, params=[Param(k, _param_value(v)) for k, v in params.items()])
-        study.set_user_attr(PARENT_RUN_ATTR, run_id)
         self.parent_run_id = run_id
         self._log_environment(run_id)
         return run_id, False
@@ -270,3 +272,38 @@ class Tracker:
 
     def run_url(self) -> str:
         return f"experiment '{self.experiment}' (id {self.experiment_id}), parent run {self.parent_run_id}"
+
+    def set_trials_view(self, objective_keys: list[str], directions: list[str], params: list[str]) -> None:
+        """Make the experiment open on its trials, best first, objective and parameters in view.
+
+        MLflow 3's UI opens an experiment on its GenAI overview unless the experiment says it is
+        for model training (tag ``mlflow.experimentKind``) and the link asks for that workflow.
+        Its runs table shows no metric column until one is chosen; a *shared view* (what the UI's
+        own Share button writes: an experiment tag ``mlflow.sharedViewState.KEY`` holding the
+        table's filter, sort order and columns as JSON) opened through ``viewStateShareKey=KEY``
+        shows them on the first screen. :meth:`ui_link` opens that view. ``objective_keys``: the
+        trial runs' metric keys of the objectives (``cv/accuracy``, ``n_params``), in order.
+        """
+        import json
+
+        first = objective_keys[0]
+        columns = [f"metrics.`{k}`" for k in objective_keys] + ([f"metrics.`{first}_std`"] if first.startswith("cv/") else [])
+        columns += [f"params.`{p}`" for p in params[:MAX_VIEW_PARAMS]] + ["tags.`state`"]
+        view = {
+            "searchFilter": "tags.`nnsearch.role` = 'trial'",
+            "orderByKey": f"metrics.`{first}`",
+            "orderByAsc": directions[0] == "minimize",
+            "selectedColumns": columns,
+        }
+        try:
+            self.client.set_experiment_tag(self.experiment_id, "mlflow.experimentKind", "custom_model_development")
+            self.client.set_experiment_tag(self.experiment_id, SHARED_VIEW_TAG + TRIALS_VIEW, json.dumps(view))
+        except Exception as err:  # noqa: BLE001 - a convenience of the UI, never essential
+            log.warning("could not set the MLflow experiment's trial view: %s", err)
+
+    def ui_link(self, ui: str = DEFAULT_UI) -> str:
+        """The MLflow UI page of this study's trials (see :meth:`set_trials_view`); ``ui`` is the
+        server's address: the tracking URI itself for an MLflow server, else where ``mlflow ui`` listens."""
+        base = self.uri.rstrip("/") if self.uri.startswith(("http://", "https://")) else ui
+        return f"{base}/#/experiments/{self.experiment_id}/runs?viewStateShareKey={TRIALS_VIEW}&workflowType=machine_learning"
+

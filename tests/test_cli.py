@@ -134,10 +134,12 @@ def test_best_config_export_reproduces_the_best_trial(run_cli, tmp_path):
     assert run_cli("+study=breast_cancer_mlp", *TINY).returncode == 0
     best = load_study(tmp_path, "breast_cancer_mlp").best_trial
     exported = next(tmp_path.glob("outputs/breast_cancer_mlp/*/best_config.yaml"))
-    result = run_cli("--config-path", str(exported.parent), "--config-name", "best_config")
+    # as the README writes it: a path relative to the folder the study ran in
+    result = run_cli("--config-path", str(exported.parent.relative_to(tmp_path)), "--config-name", "best_config")
     assert result.returncode == 0, result.stderr
     rerun = load_study(tmp_path, "breast_cancer_mlp-best")
     assert rerun.best_value == pytest.approx(best.value, abs=1e-6)
+    assert list(tmp_path.glob("outputs/breast_cancer_mlp-best/*/best_config.yaml"))  # the re-run's own folder says what it is
 
 
 def test_ctrl_c_interrupts_cleanly_and_the_same_command_resumes(tmp_path):

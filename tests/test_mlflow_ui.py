@@ -1,8 +1,8 @@
 """The MLflow UI, started on a study's store, shows the study's runs and a trial's artifacts.
 
 Checked the way a user looks: headless Chromium (Debian's ``chromium``) renders the pages; the
-test reads the rendered DOM and decodes the screenshots. Skipped only when Chromium is absent
-(CI installs it, see ``.ci/run``).
+test reads the rendered DOM and decodes the screenshots. The README's test command (and ``.ci/run``)
+installs Chromium.
 """
 
 from __future__ import annotations
@@ -25,7 +25,12 @@ from PIL import Image
 from conftest import TINY, mlflow_runs
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
+
+
+@pytest.fixture(autouse=True)
+def _chromium() -> None:
+    """The README's test command installs Chromium: without it this is a failure to set up, not a skip."""
+    assert CHROMIUM is not None, "Chromium is not installed: run the README's test command (apt-get install chromium)"
 BROWSER_FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -123,3 +128,23 @@ def test_mlflow_ui_shows_the_study_runs_and_a_trials_artifacts(run_cli, tmp_path
     dom, pixels = _browse(f"{mlflow_ui}/#/experiments/{experiment}/runs/{trial.info.run_id}/artifacts/plots/learning_curves.png", tmp_path, "plot")
     _not_blank(pixels)
     assert 'alt="plots/learning_curves.png" src="blob:' in dom  # the PNG was fetched and shown
+
+
+def test_the_printed_link_opens_the_trials_best_first_with_their_objective(run_cli, tmp_path, mlflow_ui):
+    result = run_cli("+study=wine_mlp", *TINY, "study.n_trials=3")
+    assert result.returncode == 0, result.stderr
+    link = re.search(r"then open (http://127\.0\.0\.1:5000/\S+)", result.stdout)
+    assert link, result.stdout[-2000:]
+    client, parents, children = mlflow_runs(tmp_path, "wine_mlp")
+    assert client.get_experiment(parents[0].info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
+
+    dom, pixels = _browse(link[1].replace("http://127.0.0.1:5000", mlflow_ui), tmp_path, "trials")
+    _not_blank(pixels)
+    text = _text(dom)
+    assert "Model training" in text and "Overview" not in text  # the runs table, not the GenAI overview
+    assert "cv/accuracy" in text  # the objective's column is shown without choosing it
+    complete = sorted((c for c in children if c.data.tags["state"] == "COMPLETE"), key=lambda c: -c.data.metrics["cv/accuracy"])
+    names = [c.info.run_name for c in complete]
+    assert [n for n in re.findall(r"trial-\d{4}", text) if n in names][: len(names)] == names  # best first
+    for run in complete:
+        assert f"{run.data.metrics['cv/accuracy']:.4f}"[:5] in text  # each trial's objective value on the first screen

@@ -55,7 +55,7 @@ def test_trial_and_study_artifacts_decode_and_the_final_model_predicts(run_in_pr
             _image(client, child.info.run_id, path)
     table = _csv(client, child.info.run_id, "tables/fold_metrics.csv")
     assert [r["fold"] for r in table] == ["0", "1", "mean", "std"]
-    metric = optuna_study.user_attrs["nnsearch.metrics"][0]
+    metric = optuna_study.metric_names[0]
     assert float(table[2][metric]) == pytest.approx(child.data.metrics[f"cv/{metric}"], rel=1e-4)
     assert "artifacts_s" in child.data.metrics
 

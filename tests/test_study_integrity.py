@@ -284,3 +284,16 @@ def test_two_runs_started_together_on_one_postgresql_study_share_it_without_repe
     assert len(parents) == 1, [p.info.run_id for p in parents]  # one parent run, though both started the study
     seeds = {c.data.tags["sampler.seed"] for c in children if c.data.tags["state"] == "COMPLETE"}
     assert len(seeds) == 2
+
+
+def test_the_study_keeps_its_user_attributes_for_the_user_and_names_its_objectives(run_cli, tmp_path):
+    """``optuna studies`` shows user attributes in its table; nnsearch's records stay out of it."""
+    assert run_cli("+study=wine_mlp", *TINY).returncode == 0
+    study = load_study(tmp_path, "wine_mlp")
+    assert study.user_attrs == {}
+    assert study.metric_names == ["accuracy"]  # optuna-dashboard's axis label
+    optuna_cli = os.path.join(os.path.dirname(sys.executable), "optuna")
+    listing = subprocess.run([optuna_cli, "--storage", str(tmp_path / "optuna.journal"), "--storage-class", "JournalFileBackend", "studies"],
+                             capture_output=True, text=True, timeout=120)
+    assert listing.returncode == 0, listing.stderr
+    assert max(len(line) for line in listing.stdout.splitlines()) < 200, listing.stdout
