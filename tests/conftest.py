@@ -19,6 +19,20 @@ CONF_DIR = str(REPO / "conf")
 TINY = ["study.n_trials=2", "cv.folds=2", "trainer.max_epochs=2", "final.retrain=false", "report.study_plots=false"]
 
 
+POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"  # the local server (trust auth), as CI has it
+
+
+def postgres_available() -> bool:
+    """PostgreSQL answers on 127.0.0.1:5432 (tests of shared storages and stores use it for real)."""
+    try:
+        import sqlalchemy
+
+        with sqlalchemy.create_engine(POSTGRES).connect():
+            return True
+    except Exception:
+        return False
+
+
 def cli(args: list[str], cwd: Path, *, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
     """``python -m nnsearch ARGS`` in ``cwd``; output captured as text."""
     full_env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}

@@ -17,20 +17,11 @@ import uuid
 import pytest
 from optuna.trial import TrialState
 
-from conftest import load_study, mlflow_runs
+from conftest import load_study, mlflow_runs, postgres_available
 
 PG_URL = "postgresql://postgres:not-a-real-secret@127.0.0.1:5432/test"
 FAST = ["cv.folds=2", "trainer.max_epochs=2", "cv.test_size=0"]
 
-
-def _postgres_available() -> bool:
-    try:
-        import sqlalchemy
-
-        with sqlalchemy.create_engine(PG_URL).connect():
-            return True
-    except Exception:
-        return False
 
 
 def _assert_exact(tmp_path, name, n_trials, storage=None):
@@ -80,7 +71,7 @@ def test_grid_points_are_evaluated_once_across_workers(run_cli, tmp_path):
     assert sorted(done) == sorted((h, n) for h in (4, 8, 16) for n in (1, 2))
 
 
-@pytest.mark.skipif(not _postgres_available(), reason="PostgreSQL on 127.0.0.1:5432 is not reachable")
+@pytest.mark.skipif(not postgres_available(), reason="PostgreSQL on 127.0.0.1:5432 is not reachable")
 def test_two_workers_on_postgresql_and_the_password_never_leaks(run_cli, tmp_path):
     name = f"pg_{uuid.uuid4().hex[:8]}"
     result = run_cli("+study=wine_mlp", "launch.workers=2", "study.n_trials=5", f"study.storage={PG_URL}", f"study.name={name}", *FAST)
@@ -144,7 +135,7 @@ def test_sqlite_is_refused_for_parallel_workers(run_cli, tmp_path):
     assert not (tmp_path / "mlflow.db").exists()
 
 
-@pytest.mark.skipif(not _postgres_available(), reason="PostgreSQL on 127.0.0.1:5432 is not reachable")
+@pytest.mark.skipif(not postgres_available(), reason="PostgreSQL on 127.0.0.1:5432 is not reachable")
 def test_workers_through_the_grpc_storage_proxy(run_cli, tmp_path):
     import socket
 
@@ -177,7 +168,7 @@ def test_workers_through_the_grpc_storage_proxy(run_cli, tmp_path):
             server.kill()
 
 
-@pytest.mark.skipif(not _postgres_available(), reason="PostgreSQL on 127.0.0.1:5432 is not reachable")
+@pytest.mark.skipif(not postgres_available(), reason="PostgreSQL on 127.0.0.1:5432 is not reachable")
 def test_workers_log_to_an_mlflow_store_on_postgresql(run_cli, tmp_path):
     import sqlalchemy
     from mlflow.tracking import MlflowClient

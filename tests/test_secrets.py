@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import TINY
+from conftest import TINY, postgres_available
 from nnsearch import credentials
 from nnsearch.credentials import from_environment, redact, redacted_yaml, remember, scrub
 from nnsearch.errors import NNSearchError
@@ -23,15 +23,6 @@ ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 NEEDLE = "Nn5-s3cr3t"  # in every form of the password below: as decoded, as typed, re-encoded
 PASSWORD = NEEDLE + "%2Fq%40z"  # typed URL-encoded: the server sees Nn5-s3cr3t/q@z
 
-
-def _postgres_available() -> bool:
-    try:
-        import sqlalchemy
-
-        with sqlalchemy.create_engine(ADMIN_URL).connect():
-            return True
-    except Exception:
-        return False
 
 
 @pytest.fixture(autouse=True)
@@ -166,7 +157,7 @@ def _run_and_search(run_cli, tmp_path, tracking_db, *, literal: bool, extra: lis
     return name, output
 
 
-@pytest.mark.skipif(not _postgres_available(), reason="PostgreSQL on 127.0.0.1:5432 is not reachable")
+@pytest.mark.skipif(not postgres_available(), reason="PostgreSQL on 127.0.0.1:5432 is not reachable")
 def test_a_literal_password_leaks_nowhere_with_workers(run_cli, tmp_path, tracking_db):
     name, output = _run_and_search(run_cli, tmp_path, tracking_db, literal=True, extra=["launch.workers=2"])
     workers = sorted(tmp_path.glob(f"outputs/{name}/*/workers/worker_*.yaml"))
@@ -182,7 +173,7 @@ def test_a_literal_password_leaks_nowhere_with_workers(run_cli, tmp_path, tracki
         optuna.delete_study(study_name=name, storage=ADMIN_URL)
 
 
-@pytest.mark.skipif(not _postgres_available(), reason="PostgreSQL on 127.0.0.1:5432 is not reachable")
+@pytest.mark.skipif(not postgres_available(), reason="PostgreSQL on 127.0.0.1:5432 is not reachable")
 def test_an_env_password_leaks_nowhere_with_the_final_model_and_a_command(run_cli, tmp_path, tracking_db):
     name, output = _run_and_search(run_cli, tmp_path, tracking_db, literal=False, extra=["final.retrain=true"])
     assert "Final model: trial" in output

@@ -19,20 +19,11 @@ import psutil
 import pytest
 from optuna.trial import TrialState
 
-from conftest import TINY, cli, load_study, mlflow_runs
+from conftest import TINY, cli, load_study, mlflow_runs, postgres_available
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
-
-def _postgres_available() -> bool:
-    try:
-        import sqlalchemy
-
-        with sqlalchemy.create_engine(PG_URL).connect():
-            return True
-    except Exception:
-        return False
 
 
 def _no_running_anywhere(tmp_path, name, storage=None):
@@ -117,7 +108,7 @@ LONG = ["+study=digits_mlp", "study.n_trials=2", "cv.folds=2", "trainer.max_epoc
 def test_a_study_killed_with_sigkill_leaves_no_process_and_the_rerun_retries_its_trial(tmp_path, storage):
     args, store, name = list(LONG), None, "digits_mlp"
     if storage == "postgresql":
-        if not _postgres_available():
+        if not postgres_available():
             pytest.skip("PostgreSQL on 127.0.0.1:5432 is not reachable")
         import optuna
 
@@ -264,7 +255,7 @@ def test_exactly_one_of_two_processes_opening_a_new_study_creates_it(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _postgres_available(), reason="PostgreSQL on 127.0.0.1:5432 is not reachable")
+@pytest.mark.skipif(not postgres_available(), reason="PostgreSQL on 127.0.0.1:5432 is not reachable")
 def test_two_runs_started_together_on_one_postgresql_study_share_it_without_repeating_trials(tmp_path):
     import optuna
     from mlflow.tracking import MlflowClient

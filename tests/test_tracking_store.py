@@ -9,18 +9,11 @@ import uuid
 
 import pytest
 
+from conftest import postgres_available
+
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 N_PROCESSES = 3
 
-
-def _postgres_available() -> bool:
-    try:
-        import sqlalchemy
-
-        with sqlalchemy.create_engine(ADMIN_URL).connect():
-            return True
-    except Exception:
-        return False
 
 
 def _open_tracker(uri: str, barrier, answers) -> None:
@@ -64,7 +57,7 @@ def test_processes_creating_a_new_sqlite_store_together_all_succeed(tmp_path):
     _assert_one_experiment(uri, _open_together(uri))
 
 
-@pytest.mark.skipif(not _postgres_available(), reason="PostgreSQL on 127.0.0.1:5432 is not reachable")
+@pytest.mark.skipif(not postgres_available(), reason="PostgreSQL on 127.0.0.1:5432 is not reachable")
 def test_processes_creating_a_new_postgresql_store_together_all_succeed():
     import sqlalchemy
 
