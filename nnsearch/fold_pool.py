@@ -218,9 +218,11 @@ _STATE: dict[str, Any] = {}
 def _init_process(data: Any, splits: list, threads: int, stop: Any) -> None:
     import torch
 
+    from nnsearch import fast_exit
     from nnsearch.cv import FoldCache
     from nnsearch.training import quiet_lightning
 
+    fast_exit.fold_process()  # the pool closes in milliseconds (see nnsearch.fast_exit)
     die_with_parent()  # a study killed with SIGKILL takes its fold processes with it
     torch.set_num_threads(threads)
     logging.getLogger("optuna").setLevel(logging.WARNING)
