@@ -157,6 +157,15 @@ class FoldPool:
         log.warning("a fold process died; starting the fold processes again")
         self._executor = self._start()
 
+    def submit(self, fn: Any, *args: Any, **kwargs: Any) -> Future:
+        """Run ``fn(*args, **kwargs)`` in one of the fold processes, between trials or after the last one.
+
+        After the trials they sit idle while this process writes the report and retrains the
+        final model: the study plots are drawn there meanwhile (:func:`nnsearch.report.finish`).
+        """
+        with sigint_blocked():  # a process replacing a dead one must not see Ctrl-C either
+            return self._executor.submit(fn, *args, **kwargs)
+
     def close(self) -> None:
         self._stop.set()
         self._executor.shutdown(wait=True, cancel_futures=True)
