@@ -412,8 +412,11 @@ def run_study(cfg: DictConfig) -> Any:
     from nnsearch.interrupt import Interruption
     from nnsearch.tracking_store import check_reachable
 
+    from nnsearch.preflight import check_data_early
+
     started = time.time()
     check_reachable(cfg.tracking.uri)  # an unreachable server fails now, in seconds, not after minutes of retries
+    check_data_early(cfg)  # a mistyped CSV column fails before torch and Lightning are imported
     p = _prepare(cfg)
     if _n_workers(cfg) < 1:
         raise NNSearchError(f"launch.workers must be at least 1, got {_n_workers(cfg)}.")
