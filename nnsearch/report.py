@@ -187,7 +187,7 @@ def finish(cfg: DictConfig, record: Any, tracker: Any, p: dict[str, Any], *, rea
         if chosen is not None and _setting(cfg, "final.retrain", True):
             lines += final_model(cfg, tracker, record, p, ranking, metrics)
         if plots is not None:
-            _wait_for_study_plots(plots)
+            _wait_for_study_plots(plots, study, artifacts / "plots", metrics_names, ranking.pick_metric)
         tags = {"state": "finished", "stop_reason": reason, "trials.complete": counts["complete"], "trials.pruned": counts["pruned"], "trials.failed": counts["fail"]}
         if chosen is not None:
             tags["best_trial"] = chosen.number
@@ -216,12 +216,15 @@ def _start_study_plots(cfg: DictConfig, study: Any, out_dir: Path, metrics: list
     return None
 
 
-def _wait_for_study_plots(plots: Any) -> None:
-    """A plot must never fail the study (as in :func:`~nnsearch.study_plots.write_study_plots`)."""
+def _wait_for_study_plots(plots: Any, study: Any, out_dir: Path, metrics: list[str], pick: str) -> None:
+    """The helper's plots; if its process failed (died, or could not load the study), they are drawn here."""
+    from nnsearch.study_plots import write_study_plots
+
     try:
         plots.result()
-    except Exception as err:  # noqa: BLE001
-        log.warning("study plots could not be drawn: %s", err)
+    except Exception as err:  # noqa: BLE001 - a plot must never fail the study
+        log.debug("study plots: the fold process could not draw them (%s); drawing them here", err)
+        write_study_plots(study, out_dir, metrics=metrics, pick=pick)
 
 
 def _no_trial_completed(study: Any, tracker: Any, reason: str, counts: dict[str, int], failed: list) -> None:
