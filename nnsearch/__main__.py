@@ -10,12 +10,16 @@ import os
 import sys
 from pathlib import Path
 
-import hydra
-from hydra.errors import HydraException
-from omegaconf import DictConfig
-from omegaconf.errors import OmegaConfBaseException
+from nnsearch import fast_exit
 
-from nnsearch.studies import register_studies
+fast_exit.arm()  # before Hydra and the libraries it imports register their exit handlers
+
+import hydra  # noqa: E402
+from hydra.errors import HydraException  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+from omegaconf.errors import OmegaConfBaseException  # noqa: E402
+
+from nnsearch.studies import register_studies  # noqa: E402
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 FULL_ERROR = "HYDRA_FULL_ERROR"  # "1": Hydra raises composition errors instead of printing them
@@ -60,6 +64,16 @@ def _absolute(path: str) -> str:
 
 
 def main() -> None:
+    """The CLI; once it is done, the process leaves without the interpreter's teardown (:mod:`nnsearch.fast_exit`)."""
+    try:
+        _main()
+    except SystemExit as stop:
+        fast_exit.record(stop.code)
+        raise
+    fast_exit.record(0)
+
+
+def _main() -> None:
     from nnsearch.cli_help import help_text, wants_help
 
     if wants_help():  # Hydra's help copies the config store once per config group (slow; grows with studies)

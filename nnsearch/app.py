@@ -354,11 +354,13 @@ def record_dead_trial(tracker: Any) -> Any:
 
 
 def run_trials_here(
-    cfg: DictConfig, p: dict[str, Any], study: Any, tracker: Any, record: Any, interruption: Any, *, pool: Any = None, started: float | None = None
+    cfg: DictConfig, p: dict[str, Any], study: Any, tracker: Any, record: Any, interruption: Any, *, pool: Any = None, started: float | None = None,
+    keep_pool: bool = False,
 ) -> str:
     """Run trials in this process until the study (shared with any other worker) is complete.
 
-    ``pool``: fold processes started by the caller (closed here); else they start here if needed.
+    ``pool``: fold processes started by the caller (closed here unless ``keep_pool``: the caller
+    then closes it, after using it for the study plots); else they start here if needed.
     Trials left RUNNING by a dead process are failed and queued again first.
     """
     from nnsearch.objective import Objective
@@ -395,7 +397,7 @@ def run_trials_here(
     finally:
         progress.close()
         tracker.flush()  # the last trials' artifacts, before the study's report or the worker's exit
-        if pool is not None:
+        if pool is not None and not keep_pool:
             pool.close()
 
 
@@ -408,12 +410,13 @@ def run_study(cfg: DictConfig) -> Any:
     the running trial is recorded as failed, the parent run KILLED.
     """
     from nnsearch.interrupt import Interruption
-    from nnsearch.report import finish
-    from nnsearch.study import n_finished
     from nnsearch.tracking_store import check_reachable
+
+    from nnsearch.preflight import check_data_early
 
     started = time.time()
     check_reachable(cfg.tracking.uri)  # an unreachable server fails now, in seconds, not after minutes of retries
+    check_data_early(cfg)  # a mistyped CSV column fails before torch and Lightning are imported
     p = _prepare(cfg)
     if _n_workers(cfg) < 1:
         raise NNSearchError(f"launch.workers must be at least 1, got {_n_workers(cfg)}.")
@@ -432,6 +435,18 @@ def run_study(cfg: DictConfig) -> Any:
         raise
     interruption = Interruption()
     try:
+        return _run_and_finish(cfg, p, study, tracker, record, interruption, pool=pool, distributed=distributed, started=started)
+    finally:
+        if pool is not None:
+            pool.close()  # the study plots were drawn there (see nnsearch.report.finish)
+
+
+def _run_and_finish(cfg: DictConfig, p: dict[str, Any], study: Any, tracker: Any, record: Any, interruption: Any, *, pool: Any, distributed: bool, started: float) -> Any:
+    """The trials, then the report; closes the parent run as interrupted or failed when they stop."""
+    from nnsearch.report import finish
+    from nnsearch.study import n_finished
+
+    try:
         with interruption:
             if distributed:
                 from nnsearch.launch import launch_workers
@@ -439,9 +454,9 @@ def run_study(cfg: DictConfig) -> Any:
                 with interruption.interruptible():
                     reason = launch_workers(cfg, study, record.storage, on_dead=record_dead_trial(tracker))
             else:
-                reason = run_trials_here(cfg, p, study, tracker, record, interruption, pool=pool, started=started)
+                reason = run_trials_here(cfg, p, study, tracker, record, interruption, pool=pool, started=started, keep_pool=True)
             with interruption.interruptible():  # the report and the final model take seconds: a stop is honoured at once
-                finish(cfg, record, tracker, p, reason=reason, seconds=time.time() - started)
+                finish(cfg, record, tracker, p, reason=reason, seconds=time.time() - started, helper=pool)
     except KeyboardInterrupt:
         tracker.close_parent("KILLED", tags={"state": "interrupted"})
         log.info("interrupted after %d/%d finished trials", n_finished(study), cfg.study.n_trials)

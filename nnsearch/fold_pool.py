@@ -157,6 +157,15 @@ class FoldPool:
         log.warning("a fold process died; starting the fold processes again")
         self._executor = self._start()
 
+    def submit(self, fn: Any, *args: Any, **kwargs: Any) -> Future:
+        """Run ``fn(*args, **kwargs)`` in one of the fold processes, between trials or after the last one.
+
+        After the trials they sit idle while this process writes the report and retrains the
+        final model: the study plots are drawn there meanwhile (:func:`nnsearch.report.finish`).
+        """
+        with sigint_blocked():  # a process replacing a dead one must not see Ctrl-C either
+            return self._executor.submit(fn, *args, **kwargs)
+
     def close(self) -> None:
         self._stop.set()
         self._executor.shutdown(wait=True, cancel_futures=True)
@@ -218,9 +227,11 @@ _STATE: dict[str, Any] = {}
 def _init_process(data: Any, splits: list, threads: int, stop: Any) -> None:
     import torch
 
+    from nnsearch import fast_exit
     from nnsearch.cv import FoldCache
     from nnsearch.training import quiet_lightning
 
+    fast_exit.fold_process()  # the pool closes in milliseconds (see nnsearch.fast_exit)
     die_with_parent()  # a study killed with SIGKILL takes its fold processes with it
     torch.set_num_threads(threads)
     logging.getLogger("optuna").setLevel(logging.WARNING)

@@ -29,6 +29,20 @@ def check_settings(cfg: DictConfig) -> None:
         raise NNSearchError(f"data.batch_size must be a positive integer, got {batch_size!r}.")
 
 
+def check_data_early(cfg: DictConfig) -> None:
+    """Data settings a file's header settles, checked before the heavy imports (~4 s: torch,
+    Lightning, scikit-learn) that loading the data set needs: a mistyped CSV column is reported
+    at once. :func:`nnsearch.data.files.load_csv` checks the same again when it reads the file."""
+    if str(cfg.data.get("_target_", "")) != "nnsearch.data.files.load_csv":
+        return
+    from omegaconf import OmegaConf
+
+    from nnsearch.data.files import check_csv_columns
+
+    features = cfg.data.get("features")
+    check_csv_columns(cfg.data.get("path"), cfg.data.get("target"), features=OmegaConf.to_container(features) if features is not None else None)
+
+
 def check_sampler(sampler: Any, space: Any) -> None:
     """Optuna's ``BruteForceSampler`` enumerates every value, so it cannot draw from a continuous range."""
     from optuna.distributions import FloatDistribution

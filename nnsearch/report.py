@@ -112,9 +112,17 @@ def _setting(cfg: DictConfig, path: str, default: Any) -> Any:
     return default if value is None and default is not None else value
 
 
-def finish(cfg: DictConfig, record: Any, tracker: Any, p: dict[str, Any], *, reason: str, seconds: float) -> None:
+def finish(cfg: DictConfig, record: Any, tracker: Any, p: dict[str, Any], *, reason: str, seconds: float, helper: Any = None) -> None:
     """Print the summary, write the report and the exports, retrain the chosen configuration,
-    and close the parent run as FINISHED. ``record``: the study's :class:`~nnsearch.study_record.StudyRecord`."""
+    and close the parent run as FINISHED. ``record``: the study's :class:`~nnsearch.study_record.StudyRecord`.
+
+    ``helper``: the study's :class:`~nnsearch.fold_pool.FoldPool`, if it has one. Its processes
+    are idle once the trials are done, so one of them draws the study plots (~3 s: fANOVA and its
+    scikit-learn imports, constrained layout, PNG encoding) while this process retrains and logs
+    the final model (~1.5 s for a small model); without it, or if it fails to start them, the
+    plots are drawn here first, as before. Either way they are in ``plots/`` before the parent
+    run's artifacts are uploaded.
+    """
     from optuna.trial import TrialState
 
     from nnsearch import leaderboard
@@ -173,12 +181,13 @@ def finish(cfg: DictConfig, record: Any, tracker: Any, p: dict[str, Any], *, rea
             if not ranking.multi and len(ranking.trials) > 1:
                 lines.append(f"Leaderboard (top {min(top_k, len(ranking.trials))} of {len(ranking.trials)} complete trials):")
                 lines.append(leaderboard.format_table(table[:top_k], ranking.metrics))
+        plots = None
         if _setting(cfg, "report.study_plots", True) and counts["complete"]:
-            from nnsearch.study_plots import write_study_plots
-
-            write_study_plots(study, artifacts / "plots", metrics=metrics_names, pick=ranking.pick_metric)
+            plots = _start_study_plots(cfg, study, artifacts / "plots", metrics_names, ranking.pick_metric, helper)
         if chosen is not None and _setting(cfg, "final.retrain", True):
             lines += final_model(cfg, tracker, record, p, ranking, metrics)
+        if plots is not None:
+            _wait_for_study_plots(plots, study, artifacts / "plots", metrics_names, ranking.pick_metric)
         tags = {"state": "finished", "stop_reason": reason, "trials.complete": counts["complete"], "trials.pruned": counts["pruned"], "trials.failed": counts["fail"]}
         if chosen is not None:
             tags["best_trial"] = chosen.number
@@ -192,6 +201,30 @@ def finish(cfg: DictConfig, record: Any, tracker: Any, p: dict[str, Any], *, rea
     else:
         lines.append(f"  browse: mlflow ui --backend-store-uri {redact(tracker.uri)}   then open {tracker.ui_link()}")
     print("\n".join(lines), flush=True)
+
+
+def _start_study_plots(cfg: DictConfig, study: Any, out_dir: Path, metrics: list[str], pick: str, helper: Any) -> Any:
+    """The study plots, drawn by ``helper`` (a Future of their paths), or here (None) when there is no helper."""
+    from nnsearch.study_plots import write_stored_study_plots, write_study_plots
+
+    if helper is not None:
+        try:
+            return helper.submit(write_stored_study_plots, cfg.study.storage, study.study_name, out_dir, metrics=metrics, pick=pick)
+        except Exception as err:  # noqa: BLE001 - a broken or closed pool: draw them here
+            log.debug("study plots: drawing them here (%s)", err)
+    write_study_plots(study, out_dir, metrics=metrics, pick=pick)
+    return None
+
+
+def _wait_for_study_plots(plots: Any, study: Any, out_dir: Path, metrics: list[str], pick: str) -> None:
+    """The helper's plots; if its process failed (died, or could not load the study), they are drawn here."""
+    from nnsearch.study_plots import write_study_plots
+
+    try:
+        plots.result()
+    except Exception as err:  # noqa: BLE001 - a plot must never fail the study
+        log.debug("study plots: the fold process could not draw them (%s); drawing them here", err)
+        write_study_plots(study, out_dir, metrics=metrics, pick=pick)
 
 
 def _no_trial_completed(study: Any, tracker: Any, reason: str, counts: dict[str, int], failed: list) -> None:

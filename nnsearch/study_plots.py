@@ -87,6 +87,18 @@ def write_study_plots(study: Any, out_dir: Path, *, metrics: list[str], pick: st
     return written
 
 
+def write_stored_study_plots(storage_url: str | None, study_name: str, out_dir: Path, *, metrics: list[str], pick: str | None = None) -> list[Path]:
+    """:func:`write_study_plots` of the study as stored, for another process on this machine (a
+    fold process, idle once the trials are done, draws them while the study's process retrains
+    the final model: see :func:`nnsearch.report.finish`)."""
+    import optuna
+
+    from nnsearch.storage import open_storage
+
+    study = optuna.load_study(study_name=study_name, storage=open_storage(storage_url))
+    return write_study_plots(study, out_dir, metrics=metrics, pick=pick)
+
+
 def fit_to_content(fig: Any, name: str, *, n_params: int) -> None:
     """Size an Optuna figure to what it shows and let constrained layout place the labels.
 

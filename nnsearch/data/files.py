@@ -22,6 +22,34 @@ def _existing(path: str | None, kind: str) -> Path:
     return p
 
 
+def check_csv_columns(path: str | None, target: str | None, *, features: Sequence[str] | None = None) -> None:
+    """The checks of :func:`load_csv` that need only the file's header line, with its messages.
+
+    Run before torch, Lightning and MLflow are imported (see :func:`nnsearch.preflight.check_data_early`),
+    so a mistyped ``data.target`` is reported in about a second instead of after the imports
+    and reading the whole file. Only what the header settles is judged: a header that pandas
+    would rename (duplicate names) or that does not decode is left to :func:`load_csv`.
+    """
+    import csv
+
+    file = _existing(path, "csv")
+    try:
+        with open(file, newline="", encoding="utf-8-sig") as f:
+            header = next(csv.reader(f), None)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return
+    if not header or len(set(header)) != len(header):
+        return
+    columns = ", ".join(header)
+    if target is None or target == "???":
+        raise NNSearchError(f"data=csv needs a target column: add data.target=COLUMN (columns: {columns}).")
+    if target not in header:
+        raise NNSearchError(f"Target column '{target}' is not in {file.name}; its columns are: {columns}.")
+    missing = [c for c in (features or []) if c not in header]
+    if missing:
+        raise NNSearchError(f"Feature columns not in {file.name}: {', '.join(map(str, missing))}.")
+
+
 def load_csv(
     path: str,
     target: str,

@@ -1,0 +1,98 @@
+"""Leave the command without the interpreter's teardown, once everything is written and closed.
+
+After a study, a normal interpreter exit spends 1-2 s (measured: ~1.9 s on 2 loaded cores, see
+``../shared/MEASUREMENTS.md``: "interpreter exit ~1 s") destroying modules and objects: torch,
+Lightning, MLflow and SQLAlchemy hold hundreds of thousands of them. None of that writes anything
+the user keeps, so the CLI skips it with ``os._exit`` -- but only at the very end of a normal
+exit, after every step that does write:
+
+1. :func:`arm` runs when ``nnsearch.__main__`` is imported, before Hydra (and through it
+   ``multiprocessing.util``) or any other library registers an exit handler. ``atexit`` runs
+   handlers last-registered first, so this one runs after all of theirs: MLflow ending an
+   active run, multiprocessing joining its children and removing its temporary folders, and so
+   on. Before ``atexit`` even starts, the interpreter has joined every non-daemon thread (the
+   artifact uploads, ``concurrent.futures``' executors and with them the fold processes).
+2. The handler acts only when :func:`record` was given the command's exit code (the CLI's
+   ``main`` finished, normally or with ``sys.exit``); imported elsewhere (tests), it does nothing.
+3. It then flushes and closes what a teardown would: ``logging.shutdown()`` (Hydra's log file),
+   every Python file object still open (their buffers; found through the garbage collector, so
+   a file some library left open is flushed too), and C's stdio buffers. Stores need nothing:
+   MLflow's SQL store and Optuna's storages commit every write before the call returns, and the
+   journal file is written with ``os.write``-level appends.
+
+Only then ``os._exit`` ends the process with the recorded code.
+
+A fold process (:mod:`nnsearch.fold_pool`) leaves the same way (:func:`fold_process`): it sends
+every result through the executor's result pipe with a blocking write before it takes the next
+task, multiprocessing has run its own exit steps (``util._exit_function``) before ``atexit`` runs,
+and its exit code is 0 whenever it returns. Closing the pool then takes milliseconds, not the
+second or two of two interpreters tearing down.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+
+_state: dict[str, int | None] = {"code": None, "armed": 0}
+
+
+def arm() -> None:
+    """Register the exit handler; call before importing libraries that register their own."""
+    if not _state["armed"]:
+        _state["armed"] = 1
+        atexit.register(_leave)
+
+
+def fold_process() -> None:
+    """Arm the fast exit in a worker process of a ``ProcessPoolExecutor``, whose exit code is 0."""
+    arm()
+    record(0)
+
+
+def record(code: object) -> None:
+    """The command's exit code as ``sys.exit`` takes it (None: 0); a message instead of a number
+    keeps the normal exit (Python prints it)."""
+    if code is None or isinstance(code, bool):
+        _state["code"] = int(code or 0)
+    elif isinstance(code, int):
+        _state["code"] = code
+    else:
+        _state["code"] = None
+
+
+def _measured() -> bool:
+    """Coverage and debuggers write their results from exit handlers registered before ours:
+    under them, exit normally."""
+    return sys.gettrace() is not None or sys.getprofile() is not None or "coverage" in sys.modules
+
+
+def _leave() -> None:
+    code = _state["code"]
+    if code is None or os.environ.get("NNSEARCH_SLOW_EXIT") or _measured():
+        return
+    import gc
+    import io
+    import logging
+
+    logging.shutdown()
+    for obj in gc.get_objects():
+        if isinstance(obj, io.IOBase):
+            try:
+                if not obj.closed and obj.writable():
+                    obj.flush()
+            except (OSError, ValueError):  # an unwritable or detached stream has nothing to flush
+                pass
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).fflush(None)  # C libraries' buffered stdout/stderr
+    except (OSError, AttributeError):
+        pass
+    os._exit(code)
