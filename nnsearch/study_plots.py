@@ -104,7 +104,8 @@ def fit_to_content(fig: Any, name: str, *, n_params: int) -> None:
 
     Sizes in inches: a row per parameter for the importances, a column per axis for the slice
     and the parallel coordinates, square cells for the contour grid. Log axes that span less
-    than two decades get ticks at 1, 2 and 5 (Optuna's minor labels there overlap); fonts below
+    than two decades get ticks at 1, 2 and 5, and less than one a few plain ticks (Optuna's minor
+    labels there overlap); fonts below
     ``MIN_FONT`` are raised to it.
     """
     from matplotlib.text import Text
@@ -152,7 +153,7 @@ def _place_by_hand(fig: Any, width: float, height: float) -> None:
 def _readable_log_ticks(axis: Any) -> None:
     import math
 
-    from matplotlib.ticker import LogFormatterSciNotation, LogLocator, NullFormatter
+    from matplotlib.ticker import LogFormatterSciNotation, LogLocator, MaxNLocator, NullFormatter, ScalarFormatter
 
     if axis.get_scale() != "log":
         return
@@ -160,7 +161,11 @@ def _readable_log_ticks(axis: Any) -> None:
     if lo <= 0:
         return
     axis.set_minor_formatter(NullFormatter())
-    if math.log10(hi / lo) < 2:
+    decades = math.log10(hi / lo)
+    if decades < 1:  # 1, 2, 5 would leave one tick, and matplotlib then labels every unit as 1.9x10^1, 2x10^1, ...
+        axis.set_major_locator(MaxNLocator(nbins=4))
+        axis.set_major_formatter(ScalarFormatter())
+    elif decades < 2:
         axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         axis.set_major_formatter(LogFormatterSciNotation(labelOnlyBase=False))
 

@@ -119,11 +119,11 @@ def test_trial_plots_are_readable(tmp_path, figures, task, classes, expected):
                 assert 300 <= img.width <= 1600 and 250 <= img.height <= 1000, (path.name, img.size)
 
 
-def _study(directions, n_trials=30):
+def _study(directions, n_trials=30, hidden=(16, 256)):
     rng = np.random.default_rng(0)
 
     def objective(trial):
-        hidden = trial.suggest_int("model.hidden_dim", 16, 256, log=True)
+        hidden = trial.suggest_int("model.hidden_dim", *hidden_range, log=True)
         layers = trial.suggest_int("model.n_layers", 1, 4)
         dropout = trial.suggest_float("model.dropout", 0.0, 0.5)
         lr = trial.suggest_float("optimizer.lr", 1e-4, 1e-1, log=True)
@@ -132,17 +132,22 @@ def _study(directions, n_trials=30):
         accuracy = 0.9 - 0.05 * abs(np.log10(lr) + 2.5) + 1e-4 * hidden - 0.1 * dropout + rng.normal() * 0.01
         return accuracy if len(directions) == 1 else (accuracy, float(hidden * hidden * layers))
 
+    hidden_range = hidden
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(directions=directions, sampler=optuna.samplers.RandomSampler(seed=0))
     study.optimize(objective, n_trials=n_trials)
     return study
 
 
-@pytest.mark.parametrize(("directions", "metrics"), [(["maximize"], ["accuracy"]), (["maximize", "minimize"], ["accuracy", "n_params"])])
-def test_study_plots_are_readable(tmp_path, figures, directions, metrics):
+@pytest.mark.parametrize(("directions", "metrics", "hidden"), [
+    (["maximize"], ["accuracy"], (16, 256)),
+    (["maximize"], ["accuracy"], (19, 25)),  # a log range inside one decade: matplotlib would label every unit
+    (["maximize", "minimize"], ["accuracy", "n_params"], (16, 256)),
+])
+def test_study_plots_are_readable(tmp_path, figures, directions, metrics, hidden):
     from nnsearch.study_plots import write_study_plots
 
-    files = write_study_plots(_study(directions), tmp_path, metrics=metrics)
+    files = write_study_plots(_study(directions, hidden=hidden), tmp_path, metrics=metrics)
     expected = {"optimization_history.png", "slice.png", "parallel_coordinate.png", "param_importances.png", "contour.png"}
     assert set(figures) == expected | ({"pareto_front.png"} if len(directions) > 1 else set())
     for name, fig in figures.items():
