@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 
 import numpy as np
-import optuna
 import pytest
 from PIL import Image
 
@@ -15,8 +14,7 @@ def tracker(tmp_path):
     from nnsearch.tracking import Tracker
 
     tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "unit")
-    study = optuna.create_study(study_name="unit")
-    tracker.open_parent(study, {"study.metric": "accuracy"}, {"optuna.study_name": "unit"})
+    tracker.open_parent("unit", None, {"study.metric": "accuracy"}, {"optuna.study_name": "unit"})
     return tracker
 
 
@@ -65,7 +63,7 @@ def test_background_artifacts_arrive_by_flush_and_the_run_is_finished_before(tmp
     from nnsearch.tracking import Tracker
 
     tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "unit", background=True)
-    tracker.open_parent(optuna.create_study(study_name="unit"), {}, {})
+    tracker.open_parent("unit", None, {}, {})
     run_ids = [_log(tracker) for _ in range(3)]
     assert all(tracker.client.get_run(r).info.status == "FINISHED" for r in run_ids)  # recorded at once
     tracker.flush()
@@ -103,3 +101,15 @@ def test_the_parent_run_records_the_environment_and_closes_with_its_report(track
     parent = tracker.client.get_run(tracker.parent_run_id)
     assert parent.info.status == "FINISHED" and parent.data.metrics["best/accuracy"] == 0.85
     assert "leaderboard.csv" in {a.path for a in tracker.client.list_artifacts(tracker.parent_run_id)}
+
+
+def test_a_resumed_study_reattaches_to_its_parent_run(tmp_path):
+    from nnsearch.tracking import Tracker
+
+    first = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "unit")
+    run_id, resumed = first.open_parent("unit", None, {}, {})
+    assert not resumed
+    first.close_parent("KILLED")
+    again = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "unit")
+    assert again.open_parent("unit", run_id, {}, {}) == (run_id, True)
+    assert again.client.get_run(run_id).info.status == "RUNNING"
