@@ -75,15 +75,18 @@ def _leave() -> None:
     import gc
     import io
     import logging
+    import warnings
 
     logging.shutdown()
-    for obj in gc.get_objects():
-        if isinstance(obj, io.IOBase):
-            try:
-                if not obj.closed and obj.writable():
-                    obj.flush()
-            except (OSError, ValueError):  # an unwritable or detached stream has nothing to flush
-                pass
+    with warnings.catch_warnings():  # isinstance() on a deprecated module attribute (torch.distributed.reduce_op) warns
+        warnings.simplefilter("ignore")
+        for obj in gc.get_objects():
+            if isinstance(obj, io.IOBase):
+                try:
+                    if not obj.closed and obj.writable():
+                        obj.flush()
+                except (OSError, ValueError):  # an unwritable or detached stream has nothing to flush
+                    pass
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
