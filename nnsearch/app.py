@@ -225,7 +225,8 @@ def open_study_and_parent(cfg: DictConfig, p: dict[str, Any], *, worker: bool = 
     """
     from nnsearch import identity
     from nnsearch.objective import type_name
-    from nnsearch.storage import redact, storage_from_config
+    from nnsearch.credentials import redact
+    from nnsearch.storage import storage_from_config
     from nnsearch.study import enqueue, n_finished, open_study
     from nnsearch.study_record import PARENT_RUN, StudyRecord
     from nnsearch.tracking import Tracker
@@ -235,7 +236,7 @@ def open_study_and_parent(cfg: DictConfig, p: dict[str, Any], *, worker: bool = 
     storage = storage_from_config(cfg)
     study, created = open_study(cfg.study.name, storage, directions=p["objectives"].directions, sampler=p["sampler"], pruner=p["pruner"])
     record = StudyRecord(study, storage)
-    digest = identity.data_digest(p["data"].X, p["data"].y)
+    digest = None if worker else identity.data_digest(p["data"].X, p["data"].y)  # the launcher checked and stored it
     if not worker:
         identity.check_resume(record, cfg, digest, where=where)
     configured_seed = cfg.sampler.get("seed")
@@ -373,7 +374,6 @@ def run_trials_here(
     def reap() -> None:
         reap_dead_trials(study, record.storage, max_retry=max_retry, on_dead=record_dead_trial(tracker))
 
-    reap()
     progress = Progress.from_config(
         cfg, total=cfg.study.n_trials, done=n_finished(study), metrics=objs.metrics, directions=objs.directions, folds=len(p["folds"]),
         trials=study.get_trials(deepcopy=False), started=started,

@@ -43,7 +43,8 @@ def load_finished_study(cfg: DictConfig) -> tuple[Any, DictConfig]:
     import optuna
 
     from nnsearch.app import optuna_logging_to_warnings
-    from nnsearch.storage import open_storage, redact
+    from nnsearch.credentials import redact
+    from nnsearch.storage import open_storage
     from nnsearch.study_record import CONFIG, StudyRecord
 
     optuna_logging_to_warnings()
@@ -177,7 +178,7 @@ def final(cfg: DictConfig) -> None:
     """Retrain the chosen configuration and log (and optionally register) the MLflow model."""
     from nnsearch.app import _prepare
     from nnsearch.report import best_config, final_model
-    from nnsearch.storage import redact
+    from nnsearch.credentials import redact
 
     record, ran = load_finished_study(cfg)
     study = record.study

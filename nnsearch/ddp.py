@@ -37,7 +37,7 @@ import torch
 from omegaconf import DictConfig, ListConfig
 
 from nnsearch.errors import NNSearchError, TrialFailed
-from nnsearch.interrupt import die_with_parent, sigint_blocked
+from nnsearch.interrupt import die_with_parent, stop_signals_blocked
 from nnsearch.study import trial_ticket
 
 log = logging.getLogger("nnsearch")
@@ -80,7 +80,7 @@ def fit_fold_ddp(cfg: DictConfig, data: Any, fold: Any, *, seed: int, epoch_metr
     args = (world, _free_port(), cfg, data, fold, seed, epoch_metrics, trial_ticket(trial), monitor, keep_predictions, threads, answers)
     ranks = [context.Process(target=_rank_main, args=(rank, *args), daemon=True) for rank in range(world)]
     try:
-        with sigint_blocked():  # inherited through exec: Ctrl-C reaches only this process, which stops the ranks
+        with stop_signals_blocked():  # inherited through exec: Ctrl-C reaches only this process, which stops the ranks
             for process in ranks:
                 process.start()
         answer = _wait_for_answer(answers, ranks)

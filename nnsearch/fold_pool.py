@@ -33,7 +33,7 @@ import optuna
 from omegaconf import DictConfig, OmegaConf
 
 from nnsearch.errors import NNSearchError, TrialFailed
-from nnsearch.interrupt import die_with_parent, sigint_blocked
+from nnsearch.interrupt import die_with_parent, stop_signals_blocked
 from nnsearch.study import reopen_trial, trial_ticket
 
 log = logging.getLogger("nnsearch")
@@ -80,7 +80,7 @@ class FoldPool:
         self._executor = self._start()
 
     def _start(self) -> ProcessPoolExecutor:
-        with sigint_blocked():  # the fold processes never see Ctrl-C: this process stops them
+        with stop_signals_blocked():  # the fold processes never see Ctrl-C: this process stops them
             executor = ProcessPoolExecutor(max_workers=self.processes, mp_context=self._context, initializer=_init_process, initargs=self._initargs)
             # start every process now, while the study is still being set up, not at the first trial
             for _ in range(self.processes):
@@ -106,7 +106,7 @@ class FoldPool:
         results.extend(FoldResult(k) for k in range(n))
         self._stop.clear()
         try:
-            with sigint_blocked():  # a process replacing a dead one must not see Ctrl-C either
+            with stop_signals_blocked():  # a process replacing a dead one must not see Ctrl-C either
                 pending: dict[Future, int] = {
                     self._executor.submit(_fit_one, cfg, k, seed * 1000 + k, epoch_metrics, ticket, monitor): k for k in range(n)
                 }
@@ -163,7 +163,7 @@ class FoldPool:
         After the trials they sit idle while this process writes the report and retrains the
         final model: the study plots are drawn there meanwhile (:func:`nnsearch.report.finish`).
         """
-        with sigint_blocked():  # a process replacing a dead one must not see Ctrl-C either
+        with stop_signals_blocked():  # a process replacing a dead one must not see Ctrl-C either
             return self._executor.submit(fn, *args, **kwargs)
 
     def close(self) -> None:

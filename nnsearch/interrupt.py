@@ -74,7 +74,7 @@ class Interruption:
 
 
 @contextmanager
-def sigint_blocked() -> Iterator[None]:
+def stop_signals_blocked() -> Iterator[None]:
     """Start helper processes inside this: they inherit blocked SIGINT and SIGTERM (through exec),
     so a Ctrl-C or a ``kill`` of the process group reaches only the study's process, which stops
     its helpers itself (DDP ranks, fold processes) instead of each printing a KeyboardInterrupt

@@ -170,34 +170,34 @@ def _run_local(cfg: DictConfig, study: Any, specs: list[WorkerSpec], configs: di
 
     host = socket.gethostname()
     lifeline, keep = os.pipe()  # ``keep`` is never written; it closes when this process exits, however it dies
+    running: dict[int, tuple[WorkerSpec, subprocess.Popen]] = {}
+    restarts = 0
     try:
         running = {spec.index: (spec, _start(spec, configs[spec.index], lifeline)) for spec in specs}
-        restarts = 0
-        try:
-            while running:
-                time.sleep(POLL_SECONDS)
-                for index, (spec, proc) in list(running.items()):
-                    code = proc.poll()
-                    if code is None:
-                        continue
-                    del running[index]
-                    if code != 0:
-                        log.warning("worker %d (pid %d) exited with %s", index, proc.pid, f"signal {-code}" if code < 0 else f"code {code}")
-                        reap({f"{host}:{proc.pid}"})
-                if not running and n_finished(study) < cfg.study.n_trials and restarts < int(cfg.launch.max_restarts):
-                    restarts += 1
-                    log.warning("all workers stopped before the study was complete; starting them again (%d/%d)", restarts, cfg.launch.max_restarts)
-                    running = {spec.index: (spec, _start(spec, configs[spec.index], lifeline)) for spec in specs}
-        except KeyboardInterrupt:
-            for _, proc in running.values():
-                if proc.poll() is None:
-                    proc.send_signal(signal.SIGINT)
-            for _, proc in running.values():
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-            raise
+        while running:
+            time.sleep(POLL_SECONDS)
+            for index, (spec, proc) in list(running.items()):
+                code = proc.poll()
+                if code is None:
+                    continue
+                del running[index]
+                if code != 0:
+                    log.warning("worker %d (pid %d) exited with %s", index, proc.pid, f"signal {-code}" if code < 0 else f"code {code}")
+                    reap({f"{host}:{proc.pid}"})
+            if not running and n_finished(study) < cfg.study.n_trials and restarts < int(cfg.launch.max_restarts):
+                restarts += 1
+                log.warning("all workers stopped before the study was complete; starting them again (%d/%d)", restarts, cfg.launch.max_restarts)
+                running = {spec.index: (spec, _start(spec, configs[spec.index], lifeline)) for spec in specs}
+    except KeyboardInterrupt:
+        for _, proc in running.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        for _, proc in running.values():
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        raise
     finally:
         os.close(lifeline)
         os.close(keep)
@@ -237,7 +237,8 @@ def serve_storage(cfg: DictConfig) -> None:
     """
     from optuna.storages import run_grpc_proxy_server
 
-    from nnsearch.storage import open_storage, redact
+    from nnsearch.credentials import redact
+    from nnsearch.storage import open_storage
 
     url = cfg.study.storage
     if is_journal(url) or str(url).startswith("grpc://"):

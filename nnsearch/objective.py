@@ -17,7 +17,7 @@ from nnsearch.errors import NNSearchError, TrialFailed, TrialSkipped
 from nnsearch.interrupt import Interruption
 from nnsearch.objectives import Objectives
 from nnsearch.search_space import SearchSpace
-from nnsearch.storage import redacted_yaml
+from nnsearch.credentials import redacted_yaml
 from nnsearch.study import CLAIMED, mark_owner
 from nnsearch.tracking import TRIAL_RUN_ATTR, Tracker
 from nnsearch.training import FoldResult, fit_fold, fit_folds

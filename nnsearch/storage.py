@@ -17,7 +17,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from nnsearch.credentials import redact, redacted_yaml  # noqa: F401 - where the rest of nnsearch finds them
+from nnsearch.credentials import redact
 from nnsearch.errors import NNSearchError
 
 DEFAULT_JOURNAL = "optuna.journal"
