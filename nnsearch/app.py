@@ -64,7 +64,8 @@ def _prepare(cfg: DictConfig) -> dict[str, Any]:
     from nnsearch.objectives import resolve_objectives
     from nnsearch.preflight import check_sampler, check_settings, check_stores
     from nnsearch.search_space import SearchSpace
-    from nnsearch.training import engine_of, quiet_lightning
+    from nnsearch.fit.settings import FitSettings
+    from nnsearch.fit.trainer import quiet_lightning
 
     if cfg.runtime.threads:
         torch.set_num_threads(int(cfg.runtime.threads))
@@ -74,12 +75,10 @@ def _prepare(cfg: DictConfig) -> dict[str, Any]:
     n_trials = cfg.study.n_trials
     if not isinstance(n_trials, int) or n_trials < 1:
         raise NNSearchError(f"study.n_trials must be a positive integer, got {n_trials!r}.")
-    if not isinstance(cfg.trainer.max_epochs, int) or cfg.trainer.max_epochs < 1:
-        raise NNSearchError(f"trainer.max_epochs must be a positive integer, got {cfg.trainer.max_epochs!r}.")
-    engine_of(cfg)  # a misspelled trainer.engine fails here, not in every trial
+    FitSettings.from_config(cfg.trainer)  # a bad trainer setting (engine, max_epochs, ...) fails here, not in every trial
     check_settings(cfg)
     check_stores(cfg)
-    from nnsearch.fold_pool import parallel_folds
+    from nnsearch.cv.pool import parallel_folds
 
     parallel_folds(cfg, 2, per_fold_pruning=False)  # a bad cv.parallel fails here too
     data = build("data", cfg.data)
@@ -334,7 +333,7 @@ def _n_workers(cfg: DictConfig) -> int:
 
 def start_fold_pool(cfg: DictConfig, p: dict[str, Any]) -> Any:
     """The fold processes of ``cv.parallel``, or None; started as early as possible, since they take seconds to boot."""
-    from nnsearch.fold_pool import FoldPool
+    from nnsearch.cv.pool import FoldPool
     from nnsearch.objective import type_name
 
     return FoldPool.from_config(cfg, p["data"], p["folds"].splits, per_fold_pruning=type_name(cfg.pruner) == "WilcoxonPruner")

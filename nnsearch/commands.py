@@ -134,7 +134,8 @@ def seeds(cfg: DictConfig) -> None:
     from nnsearch.objective import summarize_folds
     from nnsearch.report import best_config, output_dir
     from nnsearch.trial_plots import write_csv
-    from nnsearch.training import fit_folds
+    from nnsearch.cv.in_turn import InTurn
+    from nnsearch.cv.splits import fold_seed
 
     record, ran = load_finished_study(cfg)
     study = record.study
@@ -149,10 +150,10 @@ def seeds(cfg: DictConfig) -> None:
     table = []
     for i in range(n):
         seed = int(base_cfg.seed) + i
-        cv = summarize_folds(fit_folds(base_cfg, p["data"], p["folds"], seed=seed, epoch_metrics=p["epoch_metrics"], results=[]))
+        cv = summarize_folds(InTurn(p["data"], p["folds"]).fit_folds(base_cfg, seed=seed, epoch_metrics=p["epoch_metrics"], results=[]))
         row: dict[str, Any] = {"seed": seed, **{k: v for k, v in cv.items() if not k.endswith("_std")}}
         if p["test"] is not None:
-            fit = fit_final(base_cfg, p["data"], p["test"], seed=seed * 1000, epochs=epochs)
+            fit = fit_final(base_cfg, p["data"], p["test"], seed=fold_seed(seed, 0), epochs=epochs)
             row.update({f"test/{k}": v for k, v in fit.test_metrics.items()})
         table.append(row)
         log.info("seed %d: %s", seed, ", ".join(f"{k} = {v:.4f}" for k, v in row.items() if k != "seed" and k.split("/")[-1] in ranking.metrics))

@@ -22,7 +22,7 @@ exit, after every step that does write:
 
 Only then ``os._exit`` ends the process with the recorded code.
 
-A fold process (:mod:`nnsearch.fold_pool`) leaves the same way (:func:`fold_process`): it sends
+A fold process (:mod:`nnsearch.cv.pool`) leaves the same way (:func:`fold_process`): it sends
 every result through the executor's result pipe with a blocking write before it takes the next
 task, multiprocessing has run its own exit steps (``util._exit_function``) before ``atexit`` runs,
 and its exit code is 0 whenever it returns. Closing the pool then takes milliseconds, not the

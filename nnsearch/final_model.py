@@ -67,29 +67,28 @@ def fit_final(cfg: DictConfig, dev: Any, test: Any | None, *, seed: int, epochs:
     import torch
 
     from nnsearch.batches import TensorBatches
-    from nnsearch.cv import fit_scaler, prepare_fold
-    from nnsearch.ddp import world_size
+    from nnsearch.cv.splits import fit_scaler, prepare_fold
+    from nnsearch.fit import FitSettings, Job, fit
+    from nnsearch.fit.fold import VAL_BATCH, on_device
     from nnsearch.models.build import build_module
-    from nnsearch.training import VAL_BATCH, fit_interruptibly, make_trainer
 
-    cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
-    OmegaConf.update(cfg, "trainer.max_epochs", int(epochs), merge=False)
-    if cfg.trainer.get("early_stopping") is not None:
-        OmegaConf.update(cfg, "trainer.early_stopping.patience", None, merge=False)
-    if world_size(cfg) > 1:  # one model, one device: a DDP launch here would re-run the command line
-        OmegaConf.update(cfg, "trainer.devices", 1, merge=False)
+    # the trials' fit settings (engine included), for the chosen epochs, without early stopping, on one device
+    settings = replace(FitSettings.from_config(cfg.trainer), max_epochs=int(epochs), early_stopping=None, devices=1)
     n_dev = len(dev.y)
     both = dev if test is None else replace(dev, X=np.concatenate([dev.X, test.X]), y=np.concatenate([dev.y, test.y]))
     train_idx = np.arange(n_dev)
     test_idx = np.arange(n_dev, len(both.y)) if test is not None else train_idx
     scaler_kind = cfg.data.get("scaler") or dev.scaler
     fold = prepare_fold(both, 0, train_idx, test_idx, scaler_kind)
-    torch.manual_seed(seed)
-    module = build_module(cfg, dev, fold, [])
-    trainer = make_trainer(cfg, [])
-    batches = TensorBatches(fold.x_train, fold.y_train, int(cfg.data.batch_size), generator=torch.Generator().manual_seed(seed))
-    monitor = TensorBatches(fold.x_train, fold.y_train, VAL_BATCH)  # never the test rows
-    fit_interruptibly(trainer, module, batches, monitor)
+
+    def build(device: torch.device) -> Job:
+        torch.manual_seed(seed)
+        module = build_module(cfg, dev, fold, [])
+        x_train, y_train, _, _ = on_device(fold, device)
+        batches = TensorBatches(x_train, y_train, int(cfg.data.batch_size), generator=torch.Generator().manual_seed(seed))
+        return Job(module, batches, TensorBatches(x_train, y_train, VAL_BATCH), [])  # validated on training rows, never the test rows
+
+    module = fit(build, settings).module.cpu()  # scored and logged on the CPU
     metrics = module.evaluate(fold.x_val, fold.y_val_scaled) if test is not None else {}
     return FinalFit(module, fit_scaler(scaler_kind, dev.X), metrics, int(epochs), seed, n_dev, 0 if test is None else len(test.y))
 

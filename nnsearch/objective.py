@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import time
 from typing import Any
 
 import numpy as np
 from omegaconf import DictConfig
 
-from nnsearch.cv import FoldCache
+from nnsearch.cv.in_turn import InTurn
+from nnsearch.cv.splits import FoldCache
 from nnsearch.data.dataset import Dataset
 from nnsearch.errors import NNSearchError, TrialFailed, TrialSkipped
 from nnsearch.interrupt import Interruption
@@ -20,7 +20,8 @@ from nnsearch.search_space import SearchSpace
 from nnsearch.credentials import redacted_yaml
 from nnsearch.study import CLAIMED, mark_owner
 from nnsearch.tracking import TRIAL_RUN_ATTR, Tracker
-from nnsearch.training import FoldResult, fit_fold, fit_folds
+from nnsearch.fit.fold import FoldResult
+from nnsearch.pruning import FoldPruned
 
 log = logging.getLogger("nnsearch")
 
@@ -72,9 +73,10 @@ class Objective:
         self.per_fold = self.monitor is not None and type_name(cfg.pruner) == "WilcoxonPruner"
         self.interruption = interruption or Interruption()
         self.progress = progress
-        self.fold_pool = fold_pool  # folds side by side in processes (cv.parallel), or None: in turn
         # per-epoch updates only feed the live status line; plain and off modes skip the call
-        self.on_epoch = progress.epoch_end if progress is not None and progress.mode == "live" else None
+        on_epoch = progress.epoch_end if progress is not None and progress.mode == "live" else None
+        # folds side by side in processes (cv.parallel), or in turn in this process
+        self.executor = fold_pool if fold_pool is not None else InTurn(data, folds, on_epoch=on_epoch)
         self.sampler_name, self.pruner_name = type_name(cfg.sampler), type_name(cfg.pruner)
         self.enumerating = self.sampler_name in ("GridSampler", "BruteForceSampler")
 
@@ -113,15 +115,14 @@ class Objective:
         seed = int(self.cfg.seed) + trial.number
         results: list[FoldResult] = []
         state, reason, scores = "COMPLETE", "", None
+        pruned: optuna.TrialPruned | None = None
         try:
             with self.interruption.interruptible():
                 measured = self._model_metrics(trial_cfg)
-                if self.per_fold:
-                    self._fit_folds_reporting_each(trial, trial_cfg, seed, results)
-                elif self.fold_pool is not None:
-                    self.fold_pool.fit_folds(trial_cfg, seed=seed, epoch_metrics=self.epoch_metrics, trial=trial, monitor=self.monitor, results=results)
+                if self.per_fold:  # folds in turn (cv.parallel resolves to 1 for this pruner)
+                    self.executor.fit_folds(trial_cfg, seed=seed, epoch_metrics=self.epoch_metrics, results=results, after_fold=self._wilcoxon_report(trial))
                 else:
-                    fit_folds(trial_cfg, self.data, self.folds, seed=seed, epoch_metrics=self.epoch_metrics, trial=trial, monitor=self.monitor, results=results, on_epoch=self.on_epoch)
+                    self.executor.fit_folds(trial_cfg, seed=seed, epoch_metrics=self.epoch_metrics, trial=trial, monitor=self.monitor, results=results)
             cv = summarize_folds(results)
             totals = {**{k[3:]: v for k, v in cv.items() if not k.endswith("_std")}, **measured}
             scores = {m: totals[m] for m in self.objectives.metrics}
@@ -137,6 +138,7 @@ class Objective:
             return out if self.objectives.multi else out[0]
         except optuna.TrialPruned as err:
             state, reason = "PRUNED", str(err)
+            pruned = err
             raise
         except (TrialFailed, NNSearchError) as err:
             state, reason = "FAIL", str(err)
@@ -151,28 +153,26 @@ class Objective:
         finally:
             epochs = sum(r.epochs for r in results)
             trial.set_user_attr("epochs", epochs)
-            self._track(trial, state, reason, values, trial_cfg, results, start, scores)
+            self._track(trial, state, reason, values, trial_cfg, results, start, scores, pruned)
             self._log_line(trial, state, reason, scores, time.time() - start, results)
             if self.progress is not None:
                 self.progress.trial_finished(trial.number, state, tuple(scores.values()) if scores else None)
 
-    def _fit_folds_reporting_each(self, trial: Any, trial_cfg: DictConfig, seed: int, results: list[FoldResult]) -> None:
-        """Folds in turn; after each, its final objective is reported at step = fold index.
+    def _wilcoxon_report(self, trial: Any) -> Any:
+        """After each fold, its final objective reported at step = fold index.
 
         This is the scheme of Optuna's WilcoxonPruner: the trial's per-fold scores are paired
         with the best trial's on the same folds, and it stops once it is significantly worse.
         """
-        import optuna
+        metric, last = self.objectives.metrics[0], len(self.folds) - 1
 
-        metric = self.objectives.metrics[0]
-        for k in range(len(self.folds)):
-            result = FoldResult(k)
-            results.append(result)
-            fit_fold(trial_cfg, self.data, self.folds.get(k, trial_cfg.data.get("scaler")), seed=seed * 1000 + k,
-                     epoch_metrics=self.epoch_metrics, result=result, on_epoch=self.on_epoch)
-            trial.report(result.metrics[metric], k)
-            if k < len(self.folds) - 1 and trial.should_prune():
-                raise optuna.TrialPruned(f"pruned after fold {k} (Wilcoxon test against the best trial's folds)")
+        def report(result: FoldResult) -> None:
+            trial.report(result.metrics[metric], result.index)
+            if result.index < last and trial.should_prune():
+                k = result.index
+                raise FoldPruned(k, result.epochs - 1, k, f"pruned after fold {k} (Wilcoxon test against the best trial's folds)")
+
+        return report
 
     def _model_metrics(self, trial_cfg: DictConfig) -> dict[str, float]:
         """Size/latency of this trial's network, when an objective or constraint asks for them."""
@@ -185,7 +185,8 @@ class Objective:
         net = build_network(trial_cfg, self.data.input_shape, self.data.n_outputs)
         return measure(names, net, self.folds.get(0).x_val)
 
-    def _track(self, trial: Any, state: str, reason: str, values: dict, trial_cfg: DictConfig, results: list[FoldResult], start: float, scores: dict | None) -> None:
+    def _track(self, trial: Any, state: str, reason: str, values: dict, trial_cfg: DictConfig, results: list[FoldResult], start: float, scores: dict | None,
+               pruned: Any = None) -> None:
         if self.tracker is None:
             return
         complete = [r for r in results if r.metrics]
@@ -195,15 +196,10 @@ class Objective:
                 "sampler.seed": self.cfg.sampler.get("seed")}
         if reason:
             tags["reason"] = reason
-        if state == "PRUNED":
-            # the pruner's own report ("pruned at fold F, epoch E"): with folds in parallel the
-            # last fold to stop need not be the one that was pruned
-            where = re.search(r"fold (\d+), epoch (\d+)", reason)
-            last = [r for r in results if r.history][-1:]
-            if where or last:
-                fold, epoch = (int(where[1]), int(where[2])) if where else (last[0].index, last[0].epochs - 1)
-                tags["pruned_at"] = f"fold {fold} epoch {epoch}"
-                tags["pruned_step"] = fold * int(self.cfg.trainer.max_epochs) + epoch
+        if isinstance(pruned, FoldPruned):
+            # the pruner's own decision point: with folds side by side the last fold to stop need not be the one pruned
+            tags["pruned_at"] = f"fold {pruned.fold} epoch {pruned.epoch}"
+            tags["pruned_step"] = pruned.step
         try:
             run_id = self.tracker.log_trial(
                 number=trial.number,

@@ -116,7 +116,7 @@ def finish(cfg: DictConfig, record: Any, tracker: Any, p: dict[str, Any], *, rea
     """Print the summary, write the report and the exports, retrain the chosen configuration,
     and close the parent run as FINISHED. ``record``: the study's :class:`~nnsearch.study_record.StudyRecord`.
 
-    ``helper``: the study's :class:`~nnsearch.fold_pool.FoldPool`, if it has one. Its processes
+    ``helper``: the study's :class:`~nnsearch.cv.pool.FoldPool`, if it has one. Its processes
     are idle once the trials are done, so one of them draws the study plots (~3 s: fANOVA and its
     scikit-learn imports, constrained layout, PNG encoding) while this process retrains and logs
     the final model (~1.5 s for a small model); without it, or if it fails to start them, the
@@ -252,6 +252,7 @@ def final_model(cfg: DictConfig, tracker: Any, record: Any, p: dict[str, Any], r
     same trial retrained again would be the same model; ``again`` (``command=final``) retrains
     anyway. A failure here is reported, not raised: the study itself is complete and recorded.
     """
+    from nnsearch.cv.splits import fold_seed
     from nnsearch.final_model import fit_final, final_epochs, log_final_model
     from nnsearch.study_record import FINAL_MODEL
 
@@ -262,7 +263,7 @@ def final_model(cfg: DictConfig, tracker: Any, record: Any, p: dict[str, Any], r
         tested = {k[len("test/"):]: v for k, v in earlier.data.metrics.items() if k.startswith("test/")}
         return lines + _test_lines(chosen, tested, metrics, earlier.data.params.get("rows.test", "?"))
     trial_cfg = best_config(cfg, chosen.params, chosen.number)
-    seed = int(trial_cfg.seed) * 1000  # the seed of the chosen trial's fold 0
+    seed = fold_seed(int(trial_cfg.seed), 0)  # the seed of the chosen trial's fold 0
     log.info("final model: retraining trial %d on all development rows", chosen.number)
     try:
         fit = fit_final(trial_cfg, p["data"], p["test"], seed=seed, epochs=final_epochs(cfg, chosen, len(p["folds"])))

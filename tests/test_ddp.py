@@ -15,7 +15,7 @@ from conftest import compose, load_study, mlflow_runs
 from nnsearch.building import build
 from nnsearch.cv import FoldCache, make_splits
 from nnsearch.errors import TrialFailed
-from nnsearch.training import FoldResult, fit_fold
+from nnsearch.fit import FoldResult, fit_fold
 
 DDP = ["trainer.accelerator=cpu", "trainer.devices=2"]
 SMALL = ["cv.folds=2", "trainer.max_epochs=2", "final.retrain=false", "report.study_plots=false"]

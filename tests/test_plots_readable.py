@@ -77,7 +77,7 @@ def figures(monkeypatch):
 
 def _folds(task, n_folds=3, n=200, classes=10, epochs=20):
     from nnsearch.predictions import Predictions
-    from nnsearch.training import FoldResult
+    from nnsearch.fit import FoldResult
 
     rng = np.random.default_rng(0)
     folds = []

@@ -153,7 +153,7 @@ def test_trial_plots_none_keeps_only_the_config_and_the_fold_table(run_in_proces
 
 def _fold(index, task, rng, n=60):
     from nnsearch.predictions import Predictions
-    from nnsearch.training import FoldResult
+    from nnsearch.fit import FoldResult
 
     fold = FoldResult(index, [{"train/loss": 1.0 / (e + 1), "val/loss": 1.2 / (e + 1), "val/accuracy": 0.5 + e / 10} for e in range(3)], {"accuracy": 0.8 + index / 100, "f1": 0.7})
     if task == "multiclass":

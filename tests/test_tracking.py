@@ -20,7 +20,7 @@ def tracker(tmp_path):
 
 def _folds():
     from nnsearch.predictions import Predictions
-    from nnsearch.training import FoldResult
+    from nnsearch.fit import FoldResult
 
     rng = np.random.default_rng(1)
     folds = []

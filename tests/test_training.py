@@ -8,7 +8,7 @@ import torch
 from conftest import compose
 from nnsearch.batches import TensorBatches
 from nnsearch.errors import NNSearchError
-from nnsearch.training import engine_of
+from nnsearch.fit import FitSettings
 
 
 def test_batches_cover_every_row_once_per_epoch_in_a_seeded_order():
@@ -31,8 +31,8 @@ def test_a_last_training_batch_of_one_row_is_dropped():
 def test_unknown_engine_names_the_choices():
     cfg = compose(["trainer.engine=turbo"])
     with pytest.raises(NNSearchError, match="fast, lightning"):
-        engine_of(cfg)
-    assert engine_of(compose([])) == "fast"
+        FitSettings.from_config(cfg.trainer)
+    assert FitSettings.from_config(compose([]).trainer).engine == "fast"
 
 
 def test_fast_help_lists_studies_and_groups_without_composing():

@@ -9,11 +9,11 @@ classification set, an LSTM on anomaly data) fails with what to change before an
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig
 
 from nnsearch.building import build_network, optional_partial
-from nnsearch.cv import Fold
 from nnsearch.data.dataset import Dataset, Task
 from nnsearch.errors import NNSearchError
 from nnsearch.models.autoencoder import Autoencoder
@@ -22,6 +22,9 @@ from nnsearch.models.base import HistoryModule
 from nnsearch.models.gan import GAN
 from nnsearch.models.gan_module import GANModule
 from nnsearch.models.module import SupervisedModule
+
+if TYPE_CHECKING:
+    from nnsearch.cv.splits import Fold
 
 
 @dataclass(frozen=True)

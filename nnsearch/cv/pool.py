@@ -9,11 +9,11 @@ GPU training, and for the Wilcoxon pruner, which needs the folds in order.
 
 The processes start once per study and keep the data set and the prepared folds; a trial sends
 only its config, seed and Optuna trial. Each fold gets the same seed as in sequential training
-(``seed * 1000 + fold``), so results match the sequential ones up to the last digits that thread
+(:func:`nnsearch.cv.fold_seed`), so results match the sequential ones up to the last digits that thread
 counts may change.
 
-Pruning: each fold reports its epochs to the study storage (step ``fold * max_epochs + epoch``, as
-always) and asks the pruner through ``InTurnPruner``, which judges the steps in the order and with
+Pruning: each fold reports its epochs to the study storage (step ``fold * max_epochs + epoch``,
+:mod:`nnsearch.pruning`) and asks the pruner through ``InTurnPruner``, which judges the steps in the order and with
 the reports of folds in turn, so a trial is pruned at the step where sequential training prunes it.
 When one fold is pruned or fails, the trial's other folds stop at their next epoch. Ctrl-C
 reaches only the study's process (the fold processes start with SIGINT blocked), which stops the
@@ -32,8 +32,10 @@ from typing import Any
 import optuna
 from omegaconf import DictConfig, OmegaConf
 
+from nnsearch.cv.splits import fold_seed
 from nnsearch.errors import NNSearchError, TrialFailed
 from nnsearch.interrupt import die_with_parent, stop_signals_blocked
+from nnsearch.pruning import FoldPruned
 from nnsearch.study import reopen_trial, trial_ticket
 
 log = logging.getLogger("nnsearch")
@@ -43,7 +45,7 @@ def parallel_folds(cfg: DictConfig, n_folds: int, *, per_fold_pruning: bool) -> 
     """How many folds to train at once: ``cv.parallel`` resolved (``auto`` or a count)."""
     import torch
 
-    from nnsearch import ddp
+    from nnsearch.fit import ddp
 
     setting = OmegaConf.select(cfg, "cv.parallel", default=1)
     if setting in (None, 1, "1"):
@@ -98,8 +100,8 @@ class FoldPool:
         return cls(data, splits, processes=processes, threads=threads)
 
     def fit_folds(self, cfg: DictConfig, *, seed: int, epoch_metrics: list[str], trial: Any, monitor: str | None, results: list) -> list:
-        """Like ``training.fit_folds``: ``results`` gets every fold's result (in fold order) as they finish."""
-        from nnsearch.training import FoldResult
+        """Like :meth:`nnsearch.cv.in_turn.InTurn.fit_folds`: ``results`` gets every fold's result (in fold order) as they finish."""
+        from nnsearch.fit.fold import FoldResult
 
         n = self._n_splits
         ticket = trial_ticket(trial)
@@ -108,7 +110,7 @@ class FoldPool:
         try:
             with stop_signals_blocked():  # a process replacing a dead one must not see Ctrl-C either
                 pending: dict[Future, int] = {
-                    self._executor.submit(_fit_one, cfg, k, seed * 1000 + k, epoch_metrics, ticket, monitor): k for k in range(n)
+                    self._executor.submit(_fit_one, cfg, k, fold_seed(seed, k), epoch_metrics, ticket, monitor): k for k in range(n)
                 }
         except BrokenProcessPool:
             self._restart()
@@ -134,7 +136,7 @@ class FoldPool:
                         self._stop.set()  # the running folds of this trial stop at their next epoch
                         for queued in pending:
                             queued.cancel()  # folds not started yet never start
-                        stop = optuna.TrialPruned(message) if kind == "pruned" else TrialFailed(message)
+                        stop = message if kind == "pruned" else TrialFailed(message)  # a pruned fold sends its FoldPruned
         except BaseException:
             # Ctrl-C: the running folds stop at their next epoch; wait for them so none runs into the next trial
             self._stop.set()
@@ -213,10 +215,10 @@ class InTurnPruner(optuna.pruners.BasePruner):
                 return None
             step = (fold + 1) * self.steps_per_fold  # that fold stopped early: its next steps never come
 
-    def where(self, step: int) -> str:
-        from nnsearch.training import pruned_at
-
-        return pruned_at(step, self.steps_per_fold)
+    def pruned(self) -> FoldPruned:
+        """The trial's pruned exception at the step this pruner judged."""
+        assert self.pruned_step is not None
+        return FoldPruned.at(self.pruned_step, self.steps_per_fold)
 
 
 # -- in the fold processes ----------------------------------------------------------------------
@@ -228,8 +230,8 @@ def _init_process(data: Any, splits: list, threads: int, stop: Any) -> None:
     import torch
 
     from nnsearch import fast_exit
-    from nnsearch.cv import FoldCache
-    from nnsearch.training import quiet_lightning
+    from nnsearch.cv.splits import FoldCache
+    from nnsearch.fit.trainer import quiet_lightning
 
     fast_exit.fold_process()  # the pool closes in milliseconds (see nnsearch.fast_exit)
     die_with_parent()  # a study killed with SIGKILL takes its fold processes with it
@@ -247,8 +249,8 @@ class _Stopped(Exception):
     """Another fold of the trial was pruned or failed, or the study was interrupted."""
 
 
-def _fit_one(cfg: DictConfig, k: int, seed: int, epoch_metrics: list[str], ticket: tuple[str, int, Any] | None, monitor: str | None) -> tuple[str, Any, str]:
-    from nnsearch.training import FoldResult, fit_fold
+def _fit_one(cfg: DictConfig, k: int, seed: int, epoch_metrics: list[str], ticket: tuple[str, int, Any] | None, monitor: str | None) -> tuple[str, Any, Any]:
+    from nnsearch.fit.fold import FoldResult, fit_fold
 
     stop = _STATE["stop"]
 
@@ -279,7 +281,7 @@ def _fit_one(cfg: DictConfig, k: int, seed: int, epoch_metrics: list[str], ticke
         return "stopped", result, "stopped with the trial"
     except optuna.TrialPruned as pruned:
         # the step judged, which need not be this fold's last report
-        outcome = ("pruned", result, in_turn.where(in_turn.pruned_step) if in_turn and in_turn.pruned_step is not None else str(pruned))
+        outcome = ("pruned", result, in_turn.pruned() if in_turn and in_turn.pruned_step is not None else pruned)
     except (TrialFailed, NNSearchError) as err:
         outcome = ("failed", result, str(err))
     except Exception as err:  # noqa: BLE001 - the trial fails with the fold's reason, the study goes on

@@ -95,7 +95,7 @@ def fit_fold_ddp(cfg: DictConfig, data: Any, fold: Any, *, seed: int, epoch_metr
     result.metrics = answer["metrics"]
     result.predictions = answer.get("predictions")
     if answer["kind"] == "pruned":
-        raise optuna.TrialPruned(answer["message"])
+        raise answer["message"]  # the FoldPruned that rank 0 raised
     return result
 
 
@@ -132,10 +132,10 @@ class DDPPruning(L.Callback):
     """Rank 0 reports to the trial and asks the pruner; the decision is broadcast to every rank."""
 
     def __init__(self, trial: Any, monitor: str, fold: int, max_epochs: int) -> None:
-        from nnsearch.training import FoldPruning
+        from nnsearch.pruning import FoldPruning
 
         self.single = FoldPruning(trial, monitor, fold, max_epochs)
-        self.pruned: str | None = None
+        self.pruned: BaseException | None = None
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: Any) -> None:
         import optuna
@@ -145,9 +145,9 @@ class DDPPruning(L.Callback):
         decision: tuple[str, str] | None = None
         if trainer.is_global_zero:
             try:
-                self.single.report(pl_module)
+                self.single.on_validation_end(trainer, pl_module)
             except optuna.TrialPruned as pruned:
-                decision = ("pruned", str(pruned))
+                decision = ("pruned", pruned)
             except Exception as err:  # noqa: BLE001 - every rank must hear of it, or the others hang
                 decision = ("error", f"{type(err).__name__}: {err}")
         decision = trainer.strategy.broadcast(decision, src=0)
@@ -192,7 +192,9 @@ def _train_rank(rank: int, world: int, cfg: DictConfig, data: Any, fold: Any, se
     from nnsearch.models.build import build_module
     from nnsearch.models.module import SupervisedModule
     from nnsearch.predictions import fold_predictions
-    from nnsearch.training import VAL_BATCH, make_trainer
+    from nnsearch.fit.fold import VAL_BATCH
+    from nnsearch.fit.settings import FitSettings
+    from nnsearch.fit.trainer import make_trainer
 
     torch.manual_seed(seed)
     module = build_module(cfg, data, fold, epoch_metrics)
@@ -201,7 +203,9 @@ def _train_rank(rank: int, world: int, cfg: DictConfig, data: Any, fold: Any, se
     from lightning.pytorch.plugins.environments import LightningEnvironment
 
     # the environment is named: under SLURM or torchrun Lightning would otherwise read their rank variables
-    trainer = make_trainer(cfg, [pruning] if pruning else [], strategy="ddp", plugins=[LightningEnvironment()])
+    settings = FitSettings.from_config(cfg.trainer)
+    callbacks = [pruning] if pruning else []
+    trainer = make_trainer(settings, [*callbacks, *settings.callbacks()], strategy="ddp", plugins=[LightningEnvironment()])
     x_train, y_train = _shard(fold.x_train, fold.y_train, rank, world, seed)
     train = TensorBatches(x_train, y_train, int(cfg.data.batch_size), generator=torch.Generator().manual_seed(seed + rank))
     val = TensorBatches(fold.x_val, fold.y_val_scaled, VAL_BATCH)

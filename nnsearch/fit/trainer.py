@@ -1,0 +1,55 @@
+"""The Lightning engine: ``lightning.Trainer``, built from :class:`FitSettings` for one fit."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any
+
+import lightning as L
+
+from nnsearch.fit.settings import FitSettings
+
+
+def quiet_lightning() -> None:
+    """Silence Lightning's per-Trainer banners and warnings that do not apply to in-memory batches."""
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda", "lightning.fabric.utilities.seed"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for pattern in (".*does not have many workers.*", ".*number of training batches.*", ".*LeafSpec.*", ".*isinstance.*treespec.*"):
+        warnings.filterwarnings("ignore", message=pattern)
+
+
+def make_trainer(settings: FitSettings, callbacks: list[L.Callback], *, strategy: Any = "auto", plugins: list | None = None) -> L.Trainer:
+    """A Trainer for one fit; logging, checkpoints and progress bars off (nnsearch tracks the curves itself)."""
+    return L.Trainer(
+        max_epochs=settings.max_epochs,
+        accelerator=settings.accelerator,
+        devices=settings.devices,
+        strategy=strategy,
+        plugins=plugins,
+        precision=settings.precision,
+        gradient_clip_val=settings.gradient_clip_val,
+        gradient_clip_algorithm=settings.gradient_clip_algorithm,
+        deterministic=settings.deterministic,
+        callbacks=callbacks,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=1_000_000,
+    )
+
+
+def fit(trainer: L.Trainer, module: L.LightningModule, train: Any, val: Any) -> None:
+    """``trainer.fit``, with a stop signal raised as KeyboardInterrupt.
+
+    Lightning turns Ctrl-C into ``sys.exit(1)`` (and ignores further SIGINTs until the study's
+    handler is restored): make it a KeyboardInterrupt again, which the study handles.
+    """
+    try:
+        trainer.fit(module, train_dataloaders=train, val_dataloaders=val)
+    except SystemExit:
+        if trainer.interrupted:
+            raise KeyboardInterrupt from None
+        raise
