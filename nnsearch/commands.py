@@ -115,7 +115,8 @@ def export(cfg: DictConfig) -> None:
 
 
 def _tracker_of(record: Any, ran: DictConfig) -> Any:
-    """A tracker writing under the study's existing parent run (not reopened, not re-closed)."""
+    """A tracker writing under the study's existing parent run (not reopened, not re-closed): its
+    ``seeds`` and ``final-model`` child runs (:meth:`Tracker.log_seeds`, :meth:`Tracker.final_run`)."""
     from nnsearch.app import absolute_tracking_uri
     from nnsearch.study_record import PARENT_RUN
     from nnsearch.tracking import Tracker
@@ -127,8 +128,6 @@ def _tracker_of(record: Any, ran: DictConfig) -> Any:
 
 def seeds(cfg: DictConfig) -> None:
     """Cross-validate (and test) the chosen configuration with several seeds: is it robust?"""
-    from mlflow.entities import Metric, Param, RunTag
-
     from nnsearch.app import _prepare
     from nnsearch.final_model import final_epochs, fit_final
     from nnsearch.objective import summarize_folds
@@ -164,15 +163,7 @@ def seeds(cfg: DictConfig) -> None:
         print(f"  {key:<16} {mean:.4f} ± {std:.4f}")
     path = write_csv(table + [{"seed": "mean", **{k: m for k, (m, _) in summary.items()}}, {"seed": "std", **{k: s for k, (_, s) in summary.items()}}], output_dir() / "seeds.csv")
     print(f"Per seed: {path}", flush=True)
-    tracker = _tracker_of(record, ran)
-    if tracker.parent_run_id:
-        run = tracker.client.create_run(
-            tracker.experiment_id, run_name=f"seeds-trial-{chosen.number:04d}", tags={"mlflow.parentRunId": tracker.parent_run_id, "nnsearch.role": "seeds"}
-        )
-        metrics = [Metric(f"seeds/{k}", m, 0, 0) for k, (m, _) in summary.items()] + [Metric(f"seeds/{k}_std", s, 0, 0) for k, (_, s) in summary.items()]
-        tracker.client.log_batch(run.info.run_id, metrics=metrics, params=[Param("trial", str(chosen.number)), Param("seeds", str(n))], tags=[RunTag("state", "COMPLETE")])
-        tracker.client.log_artifact(run.info.run_id, str(path))
-        tracker.client.set_terminated(run.info.run_id, "FINISHED")
+    _tracker_of(record, ran).log_seeds(trial_number=chosen.number, n_seeds=n, summary=summary, table=path)
 
 
 def final(cfg: DictConfig) -> None:

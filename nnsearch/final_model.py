@@ -211,71 +211,40 @@ class _Quiet:
 
 
 def log_final_model(tracker: Any, fit: FinalFit, dev: Any, *, trial: Any | None, params: dict[str, Any], register_name: str | None = None, log_model: bool = True) -> str:
-    """A ``final-model`` child run of the study: test metrics, params and the pyfunc model.
+    """A ``final-model`` child run of the study (:meth:`Tracker.final_run`): test metrics, params
+    and the pyfunc model (:meth:`Tracker.log_pyfunc`).
 
     Returns the child run id; its tag ``model_uri`` says where the model is
     (``mlflow.pyfunc.load_model(uri)``). The model is logged only for supervised tasks (the others have no
     single prediction to serve).
     """
-    import mlflow
-    from mlflow.entities import Metric, Param, RunTag
-
-    from nnsearch.tracking import _now_ms, _param_value
-
-    run = tracker.client.create_run(
-        tracker.experiment_id,
-        run_name="final-model",
-        tags={"mlflow.parentRunId": tracker.parent_run_id, "nnsearch.role": "final", "optuna.trial_number": str(trial.number) if trial else ""},
-    )
-    run_id = run.info.run_id
-    now = _now_ms()
-    tracker.client.log_batch(
-        run_id,
-        metrics=[Metric(f"test/{k}", float(v), now, 0) for k, v in fit.test_metrics.items()],
-        params=[Param(k, _param_value(v)) for k, v in {**params, "seed": fit.seed, "epochs": fit.epochs, "rows.train": fit.n_train, "rows.test": fit.n_test}.items()],
-        tags=[RunTag("state", "COMPLETE")],
-    )
-    status = "FINISHED"
-    try:
+    run_params = {**params, "seed": fit.seed, "epochs": fit.epochs, "rows.train": fit.n_train, "rows.test": fit.n_test}
+    metrics = {f"test/{k}": v for k, v in fit.test_metrics.items()}
+    with tracker.final_run(trial_number=trial.number if trial else None, params=run_params, metrics=metrics) as run_id:
         if log_model and dev.task.value in SUPERVISED_TASKS:
-            _log_pyfunc(tracker.uri, run_id, fit, dev, register_name)
+            _log_pyfunc(tracker, run_id, fit, dev, register_name)
         elif log_model:
             log.info("final model: not logged as an MLflow model (task %s has no single prediction to serve)", dev.task.value)
-    except Exception:
-        status = "FAILED"
-        raise
-    finally:
-        tracker.client.set_terminated(run_id, status)
-        if mlflow.active_run() is not None:
-            mlflow.end_run(status)
     return run_id
 
 
-def _log_pyfunc(uri: str, run_id: str, fit: FinalFit, dev: Any, register_name: str | None) -> None:
-    import mlflow
-
+def _log_pyfunc(tracker: Any, run_id: str, fit: FinalFit, dev: Any, register_name: str | None) -> None:
     import nnsearch
 
     with _Quiet():
         model = pyfunc_model(fit, dev)
         signature, example = model_signature(model, dev)
     requirements = [f"{name}=={version}" for name, version in _requirements().items()]
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    try:
-        with _Quiet(), mlflow.start_run(run_id=run_id):
-            info = mlflow.pyfunc.log_model(
-                name="model",
-                python_model=model,
-                signature=signature,
-                input_example=example,
-                pip_requirements=requirements,
-                code_paths=[str(Path(nnsearch.__file__).parent)],
-                registered_model_name=register_name or None,
-            )
-            mlflow.set_tag("model_uri", info.model_uri)  # models:/<id>, or runs:/<run id>/model
-    finally:
-        mlflow.set_tracking_uri(previous)
+    with _Quiet():
+        tracker.log_pyfunc(
+            run_id,
+            model,
+            signature=signature,
+            input_example=example,
+            pip_requirements=requirements,
+            code_paths=[str(Path(nnsearch.__file__).parent)],
+            registered_model_name=register_name,
+        )
 
 
 def _requirements() -> dict[str, str]:

@@ -287,11 +287,7 @@ def _existing_final_model(tracker: Any, record: Any, number: int) -> Any:
     earlier = record.get(FINAL_MODEL) or {}
     if earlier.get("trial") != number or not earlier.get("run_id"):
         return None
-    try:
-        run = tracker.client.get_run(earlier["run_id"])
-    except Exception:  # noqa: BLE001 - deleted, or another store: retrain
-        return None
-    return run if run.info.status == "FINISHED" and run.info.lifecycle_stage == "active" else None
+    return tracker.finished_run(earlier["run_id"])  # None if deleted, or in another store: retrain
 
 
 def _test_lines(chosen: Any, tested: dict[str, float], metrics: dict[str, float], n_test: Any) -> list[str]:

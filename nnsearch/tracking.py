@@ -21,15 +21,23 @@ failed ones too, ``none`` never). Drawing them takes 0.1-0.3 s a trial, as long 
 fold: with ``background=True`` (the CLI) a thread draws and uploads them while the next trial
 trains, after the run itself is recorded and FINISHED; ``flush`` waits for them. The parent run gets the environment (:mod:`nnsearch.environment`)
 when it is created and the study's report (:mod:`nnsearch.report`) when it ends.
+
+Other child runs of the parent: ``final-model`` (:meth:`Tracker.final_run`, with the model of
+:meth:`Tracker.log_pyfunc`) and ``seeds-trial-NNNN`` (:meth:`Tracker.log_seeds`). This module is the
+only one of nnsearch that writes MLflow runs. It writes through ``MlflowClient(uri)``; the one
+exception, logging a model, which MLflow does only through its global tracking URI and an active
+run, points both at the study's store for that call alone and puts them back as they were.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +68,41 @@ def _tags(tags: Mapping[str, Any]) -> list[Any]:
     return [RunTag(k, _param_value(v)) for k, v in tags.items()]
 
 
+@contextmanager
+def _global_tracking_uri(uri: str) -> Iterator[None]:
+    """MLflow's global tracking URI is ``uri`` inside the block, and afterwards exactly what it was.
+
+    ``mlflow.set_tracking_uri`` cannot be undone through MLflow's API: it pins the URI for the
+    rest of the process (even when it was unset, following the default store of the working
+    directory) and writes ``MLFLOW_TRACKING_URI`` into the environment, which child processes
+    inherit. So the URI is given through that variable, which MLflow reads when no URI is pinned,
+    and the variable is restored after; only when the caller pinned another URI is it pinned to
+    ``uri`` for the block and back to the caller's after.
+    """
+    import mlflow
+    from mlflow.environment_variables import MLFLOW_TRACKING_URI
+
+    name = MLFLOW_TRACKING_URI.name
+    environ = os.environ.get(name)
+    pinned = None
+    os.environ[name] = uri
+    try:
+        if mlflow.get_tracking_uri() != uri:
+            pinned = mlflow.get_tracking_uri()
+            mlflow.set_tracking_uri(uri)
+        yield
+    finally:
+        if pinned is not None:
+            mlflow.set_tracking_uri(pinned)
+        if environ is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = environ
+
+
 class Tracker:
-    """Writes a study's runs through ``MlflowClient`` (no global fluent-API state).
+    """Writes a study's runs through ``MlflowClient`` (no global fluent-API state, except for the
+    duration of :meth:`log_pyfunc`).
 
     Args:
         uri: the MLflow tracking URI.
@@ -239,6 +280,111 @@ class Tracker:
         status = {"FAIL": "FAILED", "KILLED": "KILLED"}.get(state, "FINISHED")
         self.client.set_terminated(run_id, status, end_time=end_ms)
         return run_id
+
+    @contextmanager
+    def final_run(self, *, trial_number: int | None, params: Mapping[str, Any], metrics: Mapping[str, float]) -> Iterator[str]:
+        """The ``final-model`` child run of the parent run, open while the block runs (to log its
+        model with :meth:`log_pyfunc`): created with ``params``, ``metrics`` (``test/*``, step 0) and
+        tag ``state`` COMPLETE; yields its id; ends FINISHED, or FAILED if the block raises (KILLED
+        if it is interrupted).
+
+        ``trial_number``: the chosen trial (tag ``optuna.trial_number``; empty when None).
+        """
+        from mlflow.entities import Metric, Param
+
+        run_id = self._child_run("final-model", "final", {"optuna.trial_number": "" if trial_number is None else str(trial_number)})
+        now = _now_ms()
+        self.client.log_batch(
+            run_id,
+            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+            params=[Param(k, _param_value(v)) for k, v in params.items()],
+            tags=_tags({"state": "COMPLETE"}),
+        )
+        status = "FINISHED"
+        try:
+            yield run_id
+        except Exception:
+            status = "FAILED"
+            raise
+        except BaseException:  # Ctrl-C, a stop signal
+            status = "KILLED"
+            raise
+        finally:
+            self.client.set_terminated(run_id, status)
+
+    def log_pyfunc(
+        self,
+        run_id: str,
+        python_model: Any,
+        *,
+        signature: Any = None,
+        input_example: Any = None,
+        pip_requirements: Sequence[str] | None = None,
+        code_paths: Sequence[str] | None = None,
+        registered_model_name: str | None = None,
+    ) -> str:
+        """Log ``python_model`` (an ``mlflow.pyfunc.PythonModel``) as the model ``model`` of run
+        ``run_id`` (e.g. the :meth:`final_run`), registered as ``registered_model_name`` if given;
+        tag the run ``model_uri`` (``models:/<model id>``) and return that URI.
+
+        MLflow logs a model only into the active run of its global tracking URI (the run's
+        experiment, its logged-model record, the registration), so for this call alone the URI is
+        this tracker's and the run is active (:func:`_global_tracking_uri`); both are as they were
+        afterwards, and the run stays open (its owner ends it).
+        """
+        import mlflow
+        import mlflow.pyfunc
+
+        with _global_tracking_uri(self.uri):
+            try:
+                with mlflow.start_run(run_id=run_id):
+                    info = mlflow.pyfunc.log_model(
+                        name="model",
+                        python_model=python_model,
+                        signature=signature,
+                        input_example=input_example,
+                        pip_requirements=list(pip_requirements) if pip_requirements is not None else None,
+                        code_paths=list(code_paths) if code_paths is not None else None,
+                        registered_model_name=registered_model_name or None,
+                    )
+            finally:
+                active = mlflow.active_run()
+                if active is not None and active.info.run_id == run_id:  # start_run raised after activating it
+                    mlflow.end_run("FAILED")
+        self.client.set_tag(run_id, "model_uri", info.model_uri)  # models:/<id>, or runs:/<run id>/model
+        return info.model_uri
+
+    def log_seeds(self, *, trial_number: int, n_seeds: int, summary: Mapping[str, tuple[float, float]], table: Path) -> str | None:
+        """The ``seeds-trial-NNNN`` child run of the parent run: ``seeds/{k}`` and ``seeds/{k}_std``
+        (mean and standard deviation over seeds), params ``trial`` and ``seeds``, the per-seed
+        ``table`` as an artifact. Returns its id; None (nothing logged) without a parent run.
+        """
+        from mlflow.entities import Metric, Param
+
+        if not self.parent_run_id:
+            return None
+        run_id = self._child_run(f"seeds-trial-{trial_number:04d}", "seeds")
+        now = _now_ms()
+        metrics = [Metric(f"seeds/{k}", float(m), now, 0) for k, (m, _) in summary.items()]
+        metrics += [Metric(f"seeds/{k}_std", float(s), now, 0) for k, (_, s) in summary.items()]
+        self.client.log_batch(run_id, metrics=metrics, params=[Param("trial", str(trial_number)), Param("seeds", str(n_seeds))], tags=_tags({"state": "COMPLETE"}))
+        self.client.log_artifact(run_id, str(table))
+        self.client.set_terminated(run_id, "FINISHED")
+        return run_id
+
+    def _child_run(self, name: str, role: str, tags: Mapping[str, str] | None = None) -> str:
+        run = self.client.create_run(
+            self.experiment_id, run_name=name, tags={"mlflow.parentRunId": self.parent_run_id, "nnsearch.role": role, **(tags or {})}
+        )
+        return run.info.run_id
+
+    def finished_run(self, run_id: str) -> Any:
+        """Run ``run_id`` if it exists in this store, FINISHED and not deleted; else None."""
+        try:
+            run = self.client.get_run(run_id)
+        except Exception:  # noqa: BLE001 - deleted, or another store
+            return None
+        return run if run.info.status == "FINISHED" and run.info.lifecycle_stage == "active" else None
 
     def close_parent(
         self,

@@ -16,19 +16,18 @@ def _logged_model(tmp_path, dev):
     import mlflow
     import mlflow.pyfunc
     import torch
-    from mlflow import MlflowClient
 
     from nnsearch.cv import fit_scaler
-    from nnsearch.final_model import _log_pyfunc
+    from nnsearch.final_model import FinalFit, log_final_model
+    from nnsearch.tracking import Tracker
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(int(np.prod(dev.input_shape)), dev.n_outputs))
-    fit = SimpleNamespace(module=SimpleNamespace(net=net), scaler=fit_scaler("standard", dev.X))
+    fit = FinalFit(SimpleNamespace(net=net), fit_scaler("standard", dev.X), {}, 1, 0, len(dev.y), 0)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = MlflowClient(uri)
-    run_id = client.create_run(client.create_experiment("final")).info.run_id
-    _log_pyfunc(uri, run_id, fit, dev, None)
-    client.set_terminated(run_id)
+    tracker = Tracker(uri, "final")
+    tracker.open_parent("final", None, {}, {})
+    run_id = log_final_model(tracker, fit, dev, trial=None, params={})
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(uri)
     try:
