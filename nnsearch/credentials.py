@@ -100,7 +100,14 @@ def scrub(text: Any) -> str:
 
 
 def redact(url: Any) -> str:
-    """One URL with its password masked, for messages, MLflow params and exported configs."""
+    """One URL with its password masked, for messages, MLflow params and exported configs.
+
+    A URL SQLAlchemy reads is rendered by it with the password hidden (``user:***@``; its query
+    comes back sorted and URL-encoded); a text without a password (a journal file's path, a URL
+    with none) is returned as it is; what SQLAlchemy rejects or misreads (a port that is not a
+    number, an unencoded ``@`` in the password) is masked by :func:`scrub`, from ``user:`` to the
+    last ``@``. The password is remembered, so it is masked wherever else it shows up.
+    """
     from sqlalchemy.engine import make_url
 
     if not url:

@@ -75,11 +75,6 @@ def resolve_objective(metric: str, direction: str | None, task: Task) -> str:
     return direction
 
 
-def probabilities(task: Task, outputs: torch.Tensor) -> torch.Tensor:
-    """Class probabilities from logits: P(class 1) for binary, a row per sample for multiclass."""
-    return torch.sigmoid(outputs) if task is Task.BINARY else torch.softmax(outputs, dim=-1)
-
-
 def _regression(outputs: torch.Tensor, target: torch.Tensor, n_classes: int) -> dict:
     mse = lambda: tmf.mean_squared_error(outputs, target).item()  # noqa: E731
     return {

@@ -35,7 +35,6 @@ space cannot be enumerated by ``sampler=grid``.
 from __future__ import annotations
 
 import difflib
-import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,9 +160,6 @@ class SearchSpace:
                 if isinstance(d, FloatDistribution):
                     grid[p.path] = [round(v, 12) for v in grid[p.path]]
         return grid
-
-    def grid_size(self) -> int:
-        return len(list(itertools.product(*self.grid().values()))) if self.parameters else 1
 
 
 def load_option(group: str, name: Any) -> DictConfig:

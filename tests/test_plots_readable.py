@@ -32,6 +32,34 @@ def _drawn_texts(fig):
     return ticks + others
 
 
+def _outline(text, renderer) -> np.ndarray:
+    """The corners of a text's box on the canvas, turned with the text: a window extent is an
+    upright box, and those of two parallel 45-degree tick labels overlap where the labels do not."""
+    box = text.get_window_extent(renderer)
+    if text.get_rotation() % 90 == 0:
+        return np.array([[box.x0, box.y0], [box.x1, box.y0], [box.x1, box.y1], [box.x0, box.y1]])
+    angle = np.radians(text.get_rotation())
+    rotation = text.get_rotation()
+    text.set_rotation(0)
+    upright = text.get_window_extent(renderer)
+    text.set_rotation(rotation)
+    along, across = np.array([np.cos(angle), np.sin(angle)]), np.array([-np.sin(angle), np.cos(angle)])
+    corners = np.array([0 * along, upright.width * along, upright.width * along + upright.height * across, upright.height * across])
+    return corners - corners.min(axis=0) + [box.x0, box.y0]  # the turned box touches every side of its extent
+
+
+def _overlap(a: np.ndarray, b: np.ndarray) -> float:
+    """How deep two boxes (corner arrays) overlap: the least overlap of their shadows on the
+    normals of their sides; 0 or less when they are apart (separating axis theorem)."""
+    least = np.inf
+    for corners in (a, b):
+        for p, q in zip(corners, np.roll(corners, -1, axis=0)):
+            normal = np.array([q[1] - p[1], p[0] - q[0]]) / np.hypot(*(q - p))
+            shadow_a, shadow_b = a @ normal, b @ normal
+            least = min(least, min(shadow_a.max(), shadow_b.max()) - max(shadow_a.min(), shadow_b.min()))
+    return least
+
+
 def readability_problems(fig) -> list[str]:
     """What a reader of the PNG would trip over, one line per text."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -49,19 +77,19 @@ def readability_problems(fig) -> list[str]:
             problems.append(f"{name} is {text.get_fontsize()} pt")
         if box.x0 < -1 or box.y0 < -1 or box.x1 > width + 1 or box.y1 > height + 1:
             problems.append(f"{name} cut at the edge: {box.bounds} outside {width}x{height}")
-        boxes.append((name, box))
+        boxes.append((name, _outline(text, renderer)))
     for i, (a, box_a) in enumerate(boxes):
         for b, box_b in boxes[i + 1 :]:
-            overlap_w = min(box_a.x1, box_b.x1) - max(box_a.x0, box_b.x0)
-            overlap_h = min(box_a.y1, box_b.y1) - max(box_a.y0, box_b.y0)
-            if overlap_w > 2 and overlap_h > 2:
+            if _overlap(box_a, box_b) > 2:
                 problems.append(f"{a} overlaps {b}")
     return problems
 
 
 @pytest.fixture
 def figures(monkeypatch):
-    """Every figure that nnsearch saves, by file name, kept after it is written."""
+    """Every figure that nnsearch saves, by file name, kept after it is written with its layout
+    frozen: drawn again, it is the PNG as written (constrained layout may settle differently on a
+    second draw, e.g. around axes of fixed aspect, and a check would then miss what was cut)."""
     from nnsearch import trial_plots
 
     saved = {}
@@ -69,7 +97,9 @@ def figures(monkeypatch):
 
     def keep(fig, path):
         saved[path.name] = fig
-        return original(fig, path)
+        written = original(fig, path)
+        fig.set_layout_engine("none")
+        return written
 
     monkeypatch.setattr(trial_plots, "save_png", keep)
     return saved
@@ -103,6 +133,7 @@ def _folds(task, n_folds=3, n=200, classes=10, epochs=20):
     [
         ("binary", ("malignant", "benign"), {"learning_curves.png", "confusion_matrix.png", "roc_pr.png"}),
         ("multiclass", tuple(f"class {k}" for k in range(10)), {"learning_curves.png", "confusion_matrix.png", "roc_pr.png"}),
+        ("multiclass", tuple(f"a rather long class name {k}" for k in range(10)), {"learning_curves.png", "confusion_matrix.png", "roc_pr.png"}),
         ("regression", (), {"learning_curves.png", "regression.png"}),
     ],
 )
@@ -170,3 +201,29 @@ def test_the_check_catches_a_cut_label_and_small_text():
     problems = readability_problems(fig)
     assert any("cut at the edge" in p for p in problems) and any("'tiny' is 6" in p for p in problems)
     assert "'one' overlaps 'two'" in problems
+
+
+def test_the_check_sees_turned_labels_as_drawn():
+    from nnsearch.trial_plots import figure
+
+    fig, axes = figure(6, 4)
+    ax = axes[0, 0]
+    for x, label in ((0.2, "parallel label one"), (0.3, "parallel label two")):  # upright extents overlap, the labels do not
+        ax.text(x, 0.2, label, fontsize=9, rotation=45, rotation_mode="anchor")
+    ax.text(0.2, 0.6, "crossing one", fontsize=9, rotation=30)
+    ax.text(0.2, 0.6, "crossing two", fontsize=9, rotation=30)
+    assert readability_problems(fig) == ["'crossing one' overlaps 'crossing two'"]
+
+
+def test_turned_class_names_end_at_their_own_column(tmp_path, figures):
+    from nnsearch.predictions import pooled
+    from nnsearch.trial_plots import confusion_matrix
+
+    names = tuple(f"a rather long class name {k}" for k in range(4))
+    confusion_matrix(pooled(_folds("multiclass", classes=4)), tmp_path / "cm.png", task="multiclass", classes=names)
+    fig = figures["cm.png"]
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    for label, x in zip(ax.get_xticklabels(), ax.get_xticks()):
+        column = ax.transData.transform((x, 0))[0]
+        assert abs(label.get_window_extent().x1 - column) < 10, label.get_text()  # its upper end at the column, not in the next

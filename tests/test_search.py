@@ -119,11 +119,11 @@ def test_bad_search_settings_fail_before_any_trial(run_in_process, tmp_path, ove
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "optuna.journal").exists()
 
 
-def test_multi_objective_study_has_no_single_best_trial(run_in_process):
-    from nnsearch.study import best_trial
-
+def test_a_multi_objective_study_can_minimize_latency(run_in_process):
     study = run_in_process("+study=wine_mlp", "study.metric=[accuracy,latency_ms]", "pruner=none", "study.n_trials=2", *TINY)
-    assert best_trial(study) is None and study.best_trials
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"] and study.best_trials
+    for trial in study.get_trials(states=(TrialState.COMPLETE,)):
+        assert trial.values == [trial.user_attrs["cv/accuracy"], trial.user_attrs["latency_ms"]] and trial.values[1] > 0
 
 
 def test_wilcoxon_pruner_reports_once_per_fold(run_in_process, tmp_path):

@@ -47,10 +47,48 @@ def test_redact_masks_the_whole_password(url, masked):
     assert redact(url) == masked
 
 
-@pytest.mark.parametrize("url", ["optuna.journal", "/data/study.journal", "sqlite:////tmp/a@b/mlflow.db", "grpc://host:13000", "http://127.0.0.1:5000"])
+@pytest.mark.parametrize(
+    "url, masked",
+    [
+        ("mysql://root:hunter22@db.example.com:3306/optuna", "mysql://root:***@db.example.com:3306/optuna"),
+        ("postgresql://alice:s%40cr%2Bt%20x@db/optuna", "postgresql://alice:***@db/optuna"),  # encoded "@", "+", " "
+        ("postgresql://alice:pa+ss@db/optuna", "postgresql://alice:***@db/optuna"),
+        ("postgresql+psycopg2://user%40srv:p%40ss@h.example.com/db", "postgresql+psycopg2://user%40srv:***@h.example.com/db"),  # "@" in the user
+        ("postgresql://u:secret@[::1]:5432/db", "postgresql://u:***@[::1]:5432/db"),
+        ("oracle+oracledb://scott:tiger@tnsname", "oracle+oracledb://scott:***@tnsname"),
+        ("postgresql://u:secret@h:port/db", "postgresql://u:***@h:port/db"),  # a port SQLAlchemy rejects
+    ],
+)
+def test_redact_masks_database_urls(url, masked):
+    assert redact(url) == masked
+
+
+def test_redact_keeps_the_query_of_a_database_url():
+    from sqlalchemy.engine import make_url
+
+    url = "mysql+pymysql://u:Secr3t-pw@h:3306/db?ssl_ca=/etc/ca.pem&charset=utf8mb4"
+    masked = redact(url)
+    assert "Secr3t" not in masked and masked.startswith("mysql+pymysql://u:***@h:3306/db?")
+    assert make_url(masked).query == make_url(url).query  # SQLAlchemy sorts and encodes it: the same settings
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "optuna.journal", "/data/study.journal", "./runs/a:b@c/optuna.journal", "C:\\runs\\optuna.journal", "runs with spaces/x.journal",
+        "sqlite:////tmp/a@b/mlflow.db", "sqlite:///optuna.db", "grpc://host:13000", "http://127.0.0.1:5000",
+        "postgresql://alice@db:5432/optuna?sslmode=require", "postgresql:///optuna",
+    ],
+)  # fmt: skip
 def test_redact_keeps_urls_without_a_password(url):
     assert redact(url) == url
     assert redact(None) == "None"
+    assert redact("") == ""
+
+
+def test_redact_remembers_the_password_for_other_texts():
+    redact("postgresql://u1:Wx7-pw%2Fz@h/db")
+    assert scrub("connection refused for password Wx7-pw/z") == "connection refused for password ***"
 
 
 def test_scrub_masks_a_remembered_password_in_every_form_and_leaves_interpolations():
