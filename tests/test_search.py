@@ -89,7 +89,6 @@ def test_multi_objective_study_yields_a_pareto_front(run_in_process, tmp_path):
     assert "trials/f1" in history and "trials/n_params" in history
 
 
-@pytest.mark.slow
 def test_constraints_mark_infeasible_trials_and_the_best_trial_is_feasible(run_in_process, tmp_path):
     # the first two trials are queued on either side of the bound: ~500 and ~37,000 parameters
     sizes = "study.enqueue=[{model.hidden_dim: 16, model.n_layers: 1}, {model.hidden_dim: 128, model.n_layers: 3}]"
