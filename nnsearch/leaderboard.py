@@ -57,8 +57,8 @@ def study_metrics(study: Any) -> list[str]:
 
 
 def _feasible(trial: Any) -> bool:
-    constraints = trial.system_attrs.get("constraints")
-    return constraints is None or all(c <= 0 for c in constraints)
+    # FrozenTrial.constraints reads Optuna 5's per-key system attributes ("constraints:n_params") and the older list
+    return all(c <= 0 for c in trial.constraints.values())
 
 
 def rank(study: Any, *, metrics: list[str] | None = None, pick: str | None = None) -> Ranking:
@@ -107,7 +107,7 @@ def rows(ranking: Ranking, *, top_k: int | None = None) -> list[dict[str, Any]]:
             std = trial.user_attrs.get(f"cv/{name}_std")
             if std is not None:
                 row[f"{name}_std"] = std
-        if trial.system_attrs.get("constraints") is not None:
+        if trial.constraints:
             row["feasible"] = _feasible(trial)
         row["seconds"] = round(trial.duration.total_seconds(), 2) if trial.duration else None
         row.update({f"param:{k}": v for k, v in trial.params.items()})
