@@ -361,7 +361,7 @@ class _Loop:
             self.hook("on_validation_epoch_start")
             for batch_idx, batch in enumerate(val):
                 self.logged.batch = batch
-                self.hook("on_validation_batch_start", batch, batch_idx, module=True)
+                self.hook("on_validation_batch_start", batch, batch_idx)
                 out = self.call("validation_step", batch, batch_idx)
                 self.hook("on_validation_batch_end", out, batch, batch_idx)
             self.logged.batch = None

@@ -138,8 +138,8 @@ def fit_fold(
         return Job(module, train, TensorBatches(x_val, y_val, VAL_BATCH), [*callbacks, *settings.callbacks()])
 
     job = fit(build, settings)
-    device = fast.device_of(settings.accelerator) or torch.device("cpu")
-    return evaluate(job.module, result, *on_device(fold, device)[2:], device=device, keep_predictions=keep_predictions)
+    val = job.val  # the fold's validation rows, already on the fit's device
+    return evaluate(job.module, result, val.x, val.y, device=val.x.device, keep_predictions=keep_predictions)
 
 
 def wants_predictions(cfg: DictConfig) -> bool:
