@@ -70,7 +70,6 @@ def _free_port() -> int:
 
 def fit_fold_ddp(cfg: DictConfig, data: Any, fold: Any, *, seed: int, epoch_metrics: list[str], trial: Any, monitor: str | None, result: Any, keep_predictions: bool) -> Any:
     """Train ``fold`` with DDP over ``world_size(cfg)`` processes; fills and returns ``result``."""
-    import optuna
     import torch.multiprocessing as mp
 
     world = world_size(cfg)
