@@ -10,7 +10,8 @@ import math
 
 import numpy as np
 import pytest
-from conftest import TINY, load_study, mlflow_runs
+import yaml
+from conftest import TINY, compose, load_study, mlflow_runs
 from optuna.trial import TrialState
 
 from nnsearch.errors import NNSearchError
@@ -37,6 +38,7 @@ def run(run_in_process, tmp_path):
     return _run
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("study", SHIPPED)
 def test_shipped_study_runs_and_logs_its_trials(run, tmp_path, study):
     result = run(f"+study={study}", *TINY)
@@ -63,7 +65,7 @@ VARIANTS = {
 }
 
 
-@pytest.mark.parametrize("name", list(VARIANTS))
+@pytest.mark.parametrize("name", [pytest.param(name, marks=() if name == "rnn" else pytest.mark.slow) for name in VARIANTS])  # rnn: the fast one
 def test_every_family_trains_and_reports_its_metrics(run, tmp_path, name):
     overrides, metric = VARIANTS[name]
     result = run(*overrides, f"study.metric={metric}", f"study.name={name}", *TINY)
@@ -74,6 +76,7 @@ def test_every_family_trains_and_reports_its_metrics(run, tmp_path, name):
     assert f"fold1/val/{metric}" in metrics  # the per-epoch curve the pruner reads
 
 
+@pytest.mark.slow
 def test_anomaly_metrics_are_sensible_after_a_short_fit(run):
     study = run("data=digits_anomaly", "model=autoencoder", "study.metric=roc_auc", "study.n_trials=1", "cv.folds=2", "trainer.max_epochs=5")
     trial = study.best_trial
@@ -81,6 +84,7 @@ def test_anomaly_metrics_are_sensible_after_a_short_fit(run):
     assert 0 < trial.user_attrs["cv/average_precision"] <= 1
 
 
+@pytest.mark.slow
 def test_architecture_search_samples_and_logs_only_the_chosen_familys_parameters(run, tmp_path):
     own = {
         "mlp": {"model.hidden_dim", "model.n_layers"},
@@ -101,11 +105,20 @@ def test_architecture_search_samples_and_logs_only_the_chosen_familys_parameters
     for t in trials:
         assert set(t.params) == shared | own[t.params["model"]]
         assert logged[t.number] == set(t.params)
-    best_config = next((tmp_path / "outputs").glob("best_config.yaml")).read_text()
-    assert study.best_trial.params["model"] in ("mlp", "cnn", "lstm", "gru", "transformer")
-    assert "search_space: {}" in best_config
+    # the exported configuration is the best trial's: its family's network with the values it sampled, nothing left to search
+    exported = yaml.safe_load(next((tmp_path / "outputs").glob("best_config.yaml")).read_text())
+    best = study.best_trial
+    assert exported["model"]["_target_"] == compose([f"model={best.params['model']}"]).model._target_
+    for path, value in best.params.items():
+        if path != "model":
+            node = exported
+            for part in path.split("."):
+                node = node[part]
+            assert node == pytest.approx(value), path
+    assert exported["search_space"] == {}
 
 
+@pytest.mark.slow
 def test_a_sampled_bad_combination_fails_its_trial_and_the_study_goes_on(run, tmp_path):
     (tmp_path / "studies").mkdir()
     (tmp_path / "studies" / "heads.yaml").write_text(
@@ -157,6 +170,7 @@ def test_npz_of_the_wrong_rank_fails_on_loading(run, tmp_path):
         run("data=npz_sequence", f"data.path={path}", "model=lstm", *TINY)
 
 
+@pytest.mark.slow
 def test_user_sequences_from_npz_train_an_lstm(run, tmp_path):
     rng = np.random.default_rng(0)
     X = rng.standard_normal((60, 10, 3)).astype(np.float32)
@@ -173,6 +187,7 @@ def test_cli_flat_data_to_a_sequence_model_is_one_line_exit_2(run_cli, tmp_path)
     assert result.stderr.startswith("nnsearch: error: model=lstm needs sequences shaped (steps, features)")
 
 
+@pytest.mark.slow
 def test_cli_runs_the_gan_study_and_logs_to_mlflow(run_cli, tmp_path):
     result = run_cli("+study=breast_cancer_gan", *TINY)
     assert result.returncode == 0, result.stderr

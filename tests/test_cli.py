@@ -46,6 +46,7 @@ def test_classification_study_records_trials_in_optuna_and_mlflow(run_cli, tmp_p
     assert "best_config.yaml" in [a.path for a in client.list_artifacts(parent.info.run_id)]
 
 
+@pytest.mark.slow
 def test_regression_study_optimizes_rmse_in_target_units(run_cli, tmp_path):
     result = run_cli("+study=diabetes_mlp", *TINY)
     assert result.returncode == 0, result.stderr
@@ -77,6 +78,7 @@ def test_resume_runs_only_the_missing_trials_under_the_same_parent_run(run_cli, 
     assert seeds["0"] == seeds["1"] == "0" and seeds["2"] != "0"
 
 
+@pytest.mark.slow
 def test_grid_search_stops_when_the_grid_is_exhausted(run_cli, tmp_path):
     (tmp_path / "studies").mkdir()
     (tmp_path / "studies" / "grid_wine.yaml").write_text(
@@ -102,6 +104,7 @@ def test_grid_search_stops_when_the_grid_is_exhausted(run_cli, tmp_path):
     assert sorted(points) == sorted((h, lr) for h in (8, 16) for lr in (0.001, 0.002, 0.003))
 
 
+@pytest.mark.slow
 def test_nan_loss_fails_that_trial_with_its_reason_and_the_study_goes_on(run_cli, tmp_path):
     (tmp_path / "studies").mkdir()
     (tmp_path / "studies" / "explode.yaml").write_text(
@@ -130,6 +133,7 @@ def test_nan_loss_fails_that_trial_with_its_reason_and_the_study_goes_on(run_cli
     assert sorted(c.info.status for c in children) == ["FAILED", "FINISHED"]
 
 
+@pytest.mark.slow
 def test_best_config_export_reproduces_the_best_trial(run_cli, tmp_path):
     assert run_cli("+study=breast_cancer_mlp", *TINY).returncode == 0
     best = load_study(tmp_path, "breast_cancer_mlp").best_trial
@@ -143,7 +147,8 @@ def test_best_config_export_reproduces_the_best_trial(run_cli, tmp_path):
 
 
 def test_ctrl_c_interrupts_cleanly_and_the_same_command_resumes(tmp_path):
-    args = [sys.executable, "-m", "nnsearch", "+study=digits_mlp", "study.n_trials=4", "cv.folds=2", "trainer.max_epochs=10"]
+    args = [sys.executable, "-m", "nnsearch", "+study=digits_mlp", "study.n_trials=4", "cv.folds=2", "trainer.max_epochs=10",
+            "final.retrain=false", "report.study_plots=false"]  # the report's own Ctrl-C: test_study_integrity.py
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     for line in proc.stdout:

@@ -10,6 +10,7 @@ from conftest import TINY, load_study, mlflow_runs
 FAST = TINY
 
 
+@pytest.mark.slow
 def test_leaderboard_export_and_seeds_act_on_the_finished_study(run_cli, tmp_path):
     assert run_cli("+study=wine_mlp", *FAST).returncode == 0
     study = load_study(tmp_path, "wine_mlp")

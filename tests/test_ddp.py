@@ -21,6 +21,7 @@ DDP = ["trainer.accelerator=cpu", "trainer.devices=2"]
 SMALL = ["cv.folds=2", "trainer.max_epochs=2", "final.retrain=false", "report.study_plots=false"]
 
 
+@pytest.mark.slow
 def test_a_study_trains_each_fold_on_two_processes_and_rank_zero_reports_every_epoch(run_cli, tmp_path):
     done = run_cli("+study=wine_mlp", *DDP, *SMALL, "study.n_trials=2", "pruner=median", "final.retrain=true")
     assert done.returncode == 0, done.stderr[-3000:]
@@ -36,6 +37,7 @@ def test_a_study_trains_each_fold_on_two_processes_and_rank_zero_reports_every_e
     assert "test/accuracy" in parents[0].data.metrics  # the final model, refitted on one device
 
 
+@pytest.mark.slow
 def test_pruning_stops_every_rank_at_the_same_epoch(run_cli, tmp_path):
     # accuracy can never reach 1.1: the threshold pruner stops each trial at its first report
     done = run_cli("+study=wine_mlp", *DDP, *SMALL, "study.n_trials=2", "pruner=threshold", "pruner.lower=1.1")

@@ -1,26 +1,35 @@
 """Folds of a trial side by side in processes (``cv.parallel``): same results, pruning still stops the trial.
 
-On this 2-core machine ``cv.parallel=auto`` (the default) trains two folds at a time, one torch
-thread each.
+``cv.parallel=auto`` (the default) depends on the machine's cores: these tests set a count, or
+give ``auto`` a fixed number of cores, so they check the same thing on 1 core or 16.
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
-import re
+import os
 
+import optuna
 import pytest
 from optuna.trial import TrialState
 
-from conftest import load_study, mlflow_runs
-from nnsearch.errors import StudyFailed
+from conftest import compose, load_study, mlflow_runs
+from nnsearch.errors import NNSearchError, StudyFailed
+from nnsearch.cv.pool import FOLD_DONE, InTurnPruner, parallel_folds
 
 WINE = ["+study=wine_mlp", "sampler=random", "study.n_trials=2", "cv.folds=3", "trainer.max_epochs=2", "final.retrain=false", "report.study_plots=false"]
 
 
+def _cores(monkeypatch, n):
+    """What ``cv.parallel=auto`` sees as this machine's cores."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(n)), raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: n)
+
+
 def test_folds_in_parallel_give_the_scores_of_folds_in_turn(run_in_process, tmp_path, monkeypatch, caplog):
     caplog.set_level(logging.INFO, logger="nnsearch")
+    _cores(monkeypatch, 2)  # auto: two of the three folds at a time, whatever this machine has
     (tmp_path / "seq").mkdir()
     (tmp_path / "par").mkdir()
     monkeypatch.chdir(tmp_path / "seq")
@@ -38,24 +47,26 @@ def test_folds_in_parallel_give_the_scores_of_folds_in_turn(run_in_process, tmp_
 
 def test_a_pruned_fold_stops_the_other_running_fold_and_the_queued_one_never_starts(run_in_process, tmp_path):
     # no wine model reaches accuracy 1.1: fold 0's first report prunes the trial. Fold 1 runs
-    # beside it and may report first (its reports wait for fold 0's: see InTurnPruner); with 50
-    # epochs a fold it cannot finish before fold 0's first epoch, so fold 2 would only start if
-    # the pool ignored the pruned fold.
-    epochs = 50
+    # beside it; which of the two gets further first is up to the scheduler, so fold 1 is made to
+    # wait for fold 0's first report (tests/fold_gate.py) before it trains: it is still running
+    # when the trial is pruned, and fold 2 is still queued.
+    epochs = 10
     with pytest.raises(StudyFailed, match=r"no trial of study 'wine_mlp' completed \(2 pruned"):
-        run_in_process(*WINE, "pruner=threshold", "pruner.lower=1.1", "cv.parallel=2", f"trainer.max_epochs={epochs}")
+        run_in_process(*WINE, "pruner=threshold", "pruner.lower=1.1", "cv.parallel=2", f"trainer.max_epochs={epochs}",
+                       "model._target_=fold_gate.SecondFoldWaits")
     study = load_study(tmp_path, "wine_mlp")
     assert [t.state for t in study.trials] == [TrialState.PRUNED] * 2
     for trial in study.trials:
-        assert max(trial.intermediate_values) < 2 * epochs  # folds 0 and 1 only (step = fold * epochs + epoch)
+        assert max(trial.intermediate_values) < 2 * epochs  # folds 0 and 1 only (step = fold * epochs + epoch): fold 2 never trained
         assert [step for step in trial.intermediate_values if step < epochs] == [0]  # pruned at the first report it judged
     _, _, children = mlflow_runs(tmp_path, "wine_mlp")
     for child in children:
-        assert child.data.tags["pruned_at"] == "fold 0 epoch 0"  # the first fold alone asks the pruner
-        assert child.data.metrics["epochs"] < 1 + epochs  # fold 0 stopped after one epoch, fold 1 soon after; fold 2 never trained
+        assert child.data.tags["pruned_at"] == "fold 0 epoch 0"  # step 0 is judged first, whichever fold asks
+        assert child.data.metrics["epochs"] <= 2  # fold 0 stopped after one epoch, fold 1 after its first; fold 2 never trained
     assert multiprocessing.active_children() == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pruner", [
     ["pruner=median", "pruner.n_startup_trials=2", "pruner.n_warmup_steps=3"],
     ["pruner=hyperband", "pruner.min_resource=1"],
@@ -92,3 +103,108 @@ def test_a_bad_parallel_setting_is_refused_before_the_study_exists(run_cli, tmp_
     assert done.returncode != 0
     assert "cv.parallel must be 'auto' or a positive integer, got 0" in done.stderr
     assert "Traceback" not in done.stderr and not (tmp_path / "optuna.journal").exists()
+
+
+# -- units: no training ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cores", "overrides", "expected"),
+    [
+        (1, [], 1),  # one core: the folds in turn
+        (2, [], 2),
+        (16, [], 3),  # never more processes than folds
+        (16, ["runtime.threads=4"], 3),
+        (8, ["runtime.threads=4"], 2),  # cores / threads per fold
+        (16, ["trainer.devices=2", "trainer.accelerator=cpu"], 1),  # DDP: each fold has processes of its own
+        (1, ["cv.parallel=2"], 2),  # a count is taken as given, up to the folds
+        (16, ["cv.parallel=9"], 3),
+        (16, ["cv.parallel=1"], 1),
+    ],
+    ids=["1-core", "2-cores", "16-cores", "16-cores-4-threads", "8-cores-4-threads", "ddp", "count-on-1-core", "count-above-folds", "in-turn"],
+)
+def test_auto_takes_the_free_cores_and_a_count_is_kept(monkeypatch, cores, overrides, expected):
+    _cores(monkeypatch, cores)
+    cfg = compose(["+study=wine_mlp", "trainer.accelerator=cpu", *overrides])
+    assert parallel_folds(cfg, 3, per_fold_pruning=False) == expected
+
+
+def test_auto_keeps_the_folds_in_order_for_a_pruner_that_needs_them_so(monkeypatch):
+    _cores(monkeypatch, 16)
+    assert parallel_folds(compose(["+study=wine_mlp", "trainer.accelerator=cpu"]), 3, per_fold_pruning=True) == 1  # the Wilcoxon pruner
+
+
+def test_a_parallel_setting_below_one_is_refused():
+    with pytest.raises(NNSearchError, match="cv.parallel must be 'auto' or a positive integer, got -1"):
+        parallel_folds(compose(["+study=wine_mlp", "cv.parallel=-1"]), 3, per_fold_pruning=False)
+
+
+class _Recorder(optuna.pruners.BasePruner):
+    """A pruner that records what it was shown and prunes at ``prune_at``."""
+
+    def __init__(self, prune_at: int | None = None) -> None:
+        self.prune_at, self.seen = prune_at, []
+
+    def prune(self, study, trial) -> bool:
+        self.seen.append(dict(trial.intermediate_values))
+        return trial.last_step == self.prune_at
+
+
+def _trial():
+    """A running trial of an in-memory study, and a function that reports steps to it as any fold would."""
+    study = optuna.create_study(direction="maximize")
+    trial = study.ask()
+
+    def report(**values: float) -> optuna.trial.FrozenTrial:
+        for step, value in values.items():
+            trial.report(value, int(step.removeprefix("s")))
+        return study._storage.get_trial(trial._trial_id)  # what Trial.should_prune hands the pruner
+
+    return study, trial, report
+
+
+def test_in_turn_a_step_is_judged_once_every_earlier_step_is_in_and_later_steps_are_hidden():
+    study, _, report = _trial()
+    recorder = _Recorder()
+    in_turn = InTurnPruner(recorder, steps_per_fold=3)
+    assert in_turn.prune(study, report(s3=0.3)) is False  # fold 1's first epoch, before fold 0 reported anything
+    assert recorder.seen == []
+    assert in_turn.prune(study, report(s0=0.0, s1=0.1)) is False
+    assert recorder.seen == [{0: 0.0}, {0: 0.0, 1: 0.1}]  # step 3 was in, but folds in turn had not reported it yet
+    assert in_turn.prune(study, report(s2=0.2)) is False  # completes fold 0: steps 2 and 3 are judged now
+    assert recorder.seen[2:] == [{0: 0.0, 1: 0.1, 2: 0.2}, {0: 0.0, 1: 0.1, 2: 0.2, 3: 0.3}]
+    assert in_turn.prune(study, report()) is False and len(recorder.seen) == 4  # nothing new: no step judged twice
+    assert in_turn.judged == 3 and in_turn.pruned_step is None
+
+
+def test_in_turn_a_fold_marked_done_counts_as_complete():
+    study, trial, report = _trial()
+    recorder = _Recorder()
+    in_turn = InTurnPruner(recorder, steps_per_fold=3)
+    frozen = report(s0=0.0, s1=0.1, s3=0.3)  # fold 0 stopped early after two epochs; fold 1 reported
+    assert in_turn.prune(study, frozen) is False
+    assert in_turn.judged == 1  # step 2 may still come
+    study._storage.set_trial_system_attr(trial._trial_id, FOLD_DONE.format(0), 2)  # as the fold's process marks it
+    assert in_turn.prune(study, report()) is False
+    assert recorder.seen[-1] == {0: 0.0, 1: 0.1, 3: 0.3} and in_turn.judged == 3
+
+
+def test_in_turn_records_the_pruned_step_and_judges_nothing_after_it():
+    study, _, report = _trial()
+    recorder = _Recorder(prune_at=1)
+    in_turn = InTurnPruner(recorder, steps_per_fold=3)
+    assert in_turn.prune(study, report(s0=0.5, s1=0.4, s2=0.3, s3=0.2)) is True
+    assert in_turn.pruned_step == 1 and len(recorder.seen) == 2
+    assert str(in_turn.pruned()) == "pruned at fold 0, epoch 1 (step 1)"
+
+
+def test_in_turn_a_real_pruner_keeps_its_warm_up():
+    # a pruner takes the highest step as the trial's progress: fold 1's first report (step 3) would end the warm-up of 2 steps
+    study, _, report = _trial()
+    threshold = optuna.pruners.ThresholdPruner(lower=0.5, n_warmup_steps=2)
+    frozen = report(s3=0.1, s0=0.1)
+    assert threshold.prune(study, frozen) is True  # judged on step 3 after one epoch of fold 0
+    in_turn = InTurnPruner(threshold, steps_per_fold=3)
+    assert in_turn.prune(study, frozen) is False  # step 0 is inside the warm-up
+    assert in_turn.prune(study, report(s1=0.9, s2=0.9)) is True  # steps 1 and 2 pass; step 3 is below the threshold
+    assert in_turn.pruned_step == 3

@@ -107,6 +107,7 @@ def _not_blank(pixels: np.ndarray) -> None:
     assert pixels.std() > 10, "the page rendered blank"
 
 
+@pytest.mark.slow
 def test_mlflow_ui_shows_the_study_runs_and_a_trials_artifacts(run_cli, tmp_path, mlflow_ui):
     result = run_cli("+study=wine_mlp", *TINY, "final.retrain=false")
     assert result.returncode == 0, result.stderr

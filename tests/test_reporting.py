@@ -39,7 +39,7 @@ def _paths(client, run_id, folder=None):
     ("study", "plots"),
     [
         ("digits_mlp", ["plots/confusion_matrix.png", "plots/roc_pr.png"]),
-        ("diabetes_mlp", ["plots/regression.png"]),
+        pytest.param("diabetes_mlp", ["plots/regression.png"], marks=pytest.mark.slow),
     ],
 )
 def test_trial_and_study_artifacts_decode_and_the_final_model_predicts(run_in_process, tmp_path, study, plots):
@@ -109,6 +109,7 @@ def _development_and_test(study):
     return holdout_split(build("data", cfg.data), test_size=cfg.cv.test_size, seed=cfg.cv.seed, stratified=cfg.cv.stratified)
 
 
+@pytest.mark.slow
 def test_multi_objective_study_reports_and_exports_its_pareto_front(run_in_process, tmp_path):
     import yaml
 
@@ -133,19 +134,18 @@ def test_multi_objective_study_reports_and_exports_its_pareto_front(run_in_proce
         assert node == value
 
 
-def test_trial_plots_none_keeps_only_the_config_and_the_fold_table(run_in_process, tmp_path, monkeypatch):
-    from nnsearch.tracking import Tracker
-
-    original = Tracker.__init__
-
-    def init(self, uri, experiment, **kwargs):  # what app.py will pass from tracking.trial_plots
-        original(self, uri, experiment, trial_plots="none")
-
-    monkeypatch.setattr(Tracker, "__init__", init)
-    run_in_process("+study=wine_mlp", "study.n_trials=1", "cv.folds=2", "trainer.max_epochs=1", "final.retrain=false", "report.study_plots=false")
+@pytest.mark.parametrize("study_plots", [True, False], ids=["study-plots", "no-study-plots"])
+def test_trial_plots_none_keeps_only_the_config_and_the_fold_table(run_in_process, tmp_path, study_plots):
+    run_in_process("+study=wine_mlp", "study.n_trials=1", "cv.folds=2", "trainer.max_epochs=1", "final.retrain=false",
+                   "tracking.trial_plots=none", f"report.study_plots={str(study_plots).lower()}")
     client, parents, children = mlflow_runs(tmp_path, "wine_mlp")
     assert _paths(client, children[0].info.run_id) == ["config.yaml", "tables/fold_metrics.csv"]
-    assert "plots/optimization_history.png" not in _paths(client, parents[0].info.run_id)
+    # the study's own plots follow report.study_plots alone, not tracking.trial_plots
+    study_plots_logged = [p for p in _paths(client, parents[0].info.run_id) if p.startswith("plots/")]
+    if study_plots:
+        assert "plots/optimization_history.png" in study_plots_logged, study_plots_logged
+    else:
+        assert study_plots_logged == []
 
 
 # -- units: no training ------------------------------------------------------------------------
@@ -256,6 +256,25 @@ def test_leaderboard_ranks_feasible_trials_first_and_picks_the_pareto_trial_by_r
 
     with pytest.raises(NNSearchError, match="pareto_pick='f1'"):
         rank(study, metrics=["accuracy", "n_params"], pick="f1")
+
+
+def test_leaderboard_puts_infeasible_trials_last_and_never_picks_one():
+    import optuna
+
+    from nnsearch.leaderboard import rank, rows
+
+    def study(*trials):
+        made = optuna.create_study(direction="maximize")
+        for value, violation in trials:  # as Trial.set_constraint("n_params", ...) records it
+            made.add_trial(optuna.trial.create_trial(params={"x": value}, distributions={"x": optuna.distributions.FloatDistribution(0, 1)},
+                                                     value=value, system_attrs={"constraints:n_params": violation}))
+        return made
+
+    ranking = rank(study((0.99, 500.0), (0.8, -10.0), (0.9, 0.0)), metrics=["accuracy"])
+    assert [t.number for t in ranking.trials] == [2, 1, 0]  # the best score breaks the constraint
+    assert ranking.chosen.number == 2
+    assert [r["feasible"] for r in rows(ranking)] == [True, True, False]
+    assert rank(study((0.99, 1.0)), metrics=["accuracy"]).chosen is None  # no feasible trial: nothing to export
 
 
 def test_environment_records_the_git_commit_of_the_users_project(tmp_path):

@@ -195,6 +195,7 @@ def _run_and_search(run_cli, tmp_path, tracking_db, *, literal: bool, extra: lis
     return name, output
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not postgres_available(), reason="PostgreSQL on 127.0.0.1:5432 is not reachable")
 def test_a_literal_password_leaks_nowhere_with_workers(run_cli, tmp_path, tracking_db):
     name, output = _run_and_search(run_cli, tmp_path, tracking_db, literal=True, extra=["launch.workers=2"])
@@ -211,6 +212,7 @@ def test_a_literal_password_leaks_nowhere_with_workers(run_cli, tmp_path, tracki
         optuna.delete_study(study_name=name, storage=ADMIN_URL)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not postgres_available(), reason="PostgreSQL on 127.0.0.1:5432 is not reachable")
 def test_an_env_password_leaks_nowhere_with_the_final_model_and_a_command(run_cli, tmp_path, tracking_db):
     name, output = _run_and_search(run_cli, tmp_path, tracking_db, literal=False, extra=["final.retrain=true"])

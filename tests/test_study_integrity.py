@@ -53,6 +53,7 @@ def _wait_for_running_trial(proc, tmp_path, name, storage=None, *, timeout=240):
 # -- identity on resume ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_resuming_with_other_data_folds_or_objective_is_refused_naming_what_differs(run_cli, tmp_path):
     base = ["+study=wine_mlp", "study.n_trials=2", "cv.folds=2", "trainer.max_epochs=2", "final.retrain=false", "report.study_plots=false"]
     assert run_cli(*base).returncode == 0
@@ -81,6 +82,7 @@ def test_resuming_with_other_data_folds_or_objective_is_refused_naming_what_diff
     assert len(load_study(tmp_path, "wine_mlp").get_trials(states=FINISHED)) == 3
 
 
+@pytest.mark.slow
 def test_an_edited_data_file_under_the_same_path_is_refused(run_cli, tmp_path):
     from sklearn.datasets import load_iris
 
@@ -193,6 +195,7 @@ def test_ctrl_c_during_the_final_retrain_is_honoured(tmp_path):
     assert parents[0].info.status == "KILLED"
 
 
+@pytest.mark.slow
 def test_a_resume_that_adds_no_trial_keeps_the_final_model(run_cli, tmp_path):
     args = ["+study=wine_mlp", "study.n_trials=2", "cv.folds=2", "trainer.max_epochs=2", "report.study_plots=false"]
     assert run_cli(*args).returncode == 0
@@ -205,6 +208,7 @@ def test_a_resume_that_adds_no_trial_keeps_the_final_model(run_cli, tmp_path):
     assert len(finals) == 1
 
 
+@pytest.mark.slow
 def test_a_study_where_no_trial_completes_exits_non_zero_with_one_line(run_cli, tmp_path):
     (tmp_path / "studies").mkdir()
     (tmp_path / "studies" / "explode.yaml").write_text(
@@ -231,27 +235,7 @@ def test_a_study_where_no_trial_completes_exits_non_zero_with_one_line(run_cli, 
     assert parents[0].info.status == "FAILED"
 
 
-# -- seeds of processes joining one study ---------------------------------------------------------
-
-
-def test_every_process_but_the_creator_samples_with_a_seed_of_its_own():
-    from nnsearch.study import process_seed
-
-    assert process_seed(7, created=True, trials_before=0, host="h", pid=1) == 7
-    joined = {process_seed(7, created=False, trials_before=0, host="h", pid=pid) for pid in (100, 101)}
-    assert len(joined) == 2 and 7 not in joined  # two runs started together on one host
-    assert process_seed(7, created=True, trials_before=0, worker_index=1, host="h", pid=1) != 7
-
-
-def test_exactly_one_of_two_processes_opening_a_new_study_creates_it(tmp_path):
-    import optuna
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-    from nnsearch.study import open_study
-
-    storage = JournalStorage(JournalFileBackend(str(tmp_path / "j.journal")))
-    opened = [open_study("s", storage, directions=["maximize"], sampler=optuna.samplers.RandomSampler(), pruner=None) for _ in range(2)]
-    assert [created for _, created in opened] == [True, False]
+# -- processes joining one study (the seed each derives: tests/test_study.py) -------------------
 
 
 @pytest.mark.slow
@@ -277,6 +261,7 @@ def test_two_runs_started_together_on_one_postgresql_study_share_it_without_repe
     assert len(seeds) == 2
 
 
+@pytest.mark.slow
 def test_the_study_keeps_its_user_attributes_for_the_user_and_names_its_objectives(run_cli, tmp_path):
     """``optuna studies`` shows user attributes in its table; nnsearch's records stay out of it."""
     assert run_cli("+study=wine_mlp", *TINY).returncode == 0

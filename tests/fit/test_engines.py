@@ -263,6 +263,7 @@ def test_a_torchmetrics_object_logged_per_step_trains_on_the_trainer():
         LoggedMetrics().log("m", MeanMetric(), on_step=True)
 
 
+@pytest.mark.slow
 def test_both_engines_give_the_same_study(run_in_process):
     """End to end through the real study loop: the same trials get the same scores."""
     values = {}
