@@ -12,6 +12,7 @@ import sys
 import warnings
 import time
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -82,14 +83,26 @@ def _prepare(cfg: DictConfig) -> dict[str, Any]:
 
     parallel_folds(cfg, 2, per_fold_pruning=False)  # a bad cv.parallel fails here too
     data = build("data", cfg.data)
-    objectives = resolve_objectives(cfg.study, data.task)
+    own_code = _own_code(cfg, data)
+    objectives = resolve_objectives(cfg.study, data.task, logged=own_code.module)
+    if own_code.module:  # a fold scored at its best epoch needs the direction the study resolved
+        cfg.study.direction = objectives.directions if objectives.multi else objectives.directions[0]
+    if own_code.data and objectives.model_metrics:
+        raise NNSearchError(f"{', '.join(sorted(objectives.model_metrics))} measure nnsearch's networks on in-memory data; they do not apply to data={own_code.data}.")
     space = SearchSpace.from_config(cfg.get("search_space"), cfg)
     _one_trial_without_a_space(cfg, space)
     warm_start = _warm_start(cfg.study.get("enqueue"), space)
     data, test = holdout_split(data, test_size=cfg.cv.get("test_size", 0.0), seed=cfg.cv.seed, stratified=cfg.cv.stratified)
     splits = make_splits(data, folds=cfg.cv.folds, seed=cfg.cv.seed, shuffle=cfg.cv.shuffle, stratified=cfg.cv.stratified)
     folds = FoldCache(data, splits)
-    _smoke_test(cfg, data, folds, space)
+    if own_code:
+        from nnsearch.smoke import smoke_own_code
+
+        if own_code.data:
+            data.prepare(len(splits))
+        smoke_own_code(cfg, data, folds.get(0), objectives.metrics)
+    else:
+        _smoke_test(cfg, data, folds, space)
     grid = space.grid() if "GridSampler" in str(cfg.sampler.get("_target_", "")) else None
     sampler = build_sampler(cfg, grid)
     check_sampler(sampler, space)
@@ -111,6 +124,26 @@ def _prepare(cfg: DictConfig) -> dict[str, Any]:
         epoch_metrics=epoch_metrics,
         warm_start=warm_start,
     )
+
+
+@dataclass(frozen=True)
+class OwnCode:
+    """Which parts of a study are the user's own code: ``module`` (model=lightning) and ``data`` ('dataset' or 'datamodule')."""
+
+    module: bool
+    data: str | None
+
+    def __bool__(self) -> bool:
+        return self.module or self.data is not None
+
+
+def _own_code(cfg: DictConfig, data: Any) -> OwnCode:
+    from nnsearch.models.user import is_user_module
+
+    own = OwnCode(is_user_module(cfg.model), getattr(data, "kind", None))
+    if own.data == "datamodule" and not own.module:
+        raise NNSearchError("data=datamodule trains a LightningModule of your own: use model=lightning with model.module._target_=...")
+    return own
 
 
 def _one_trial_without_a_space(cfg: DictConfig, space: Any) -> None:
@@ -235,7 +268,8 @@ def open_study_and_parent(cfg: DictConfig, p: dict[str, Any], *, worker: bool = 
     storage = storage_from_config(cfg)
     study, created = open_study(cfg.study.name, storage, directions=p["objectives"].directions, sampler=p["sampler"], pruner=p["pruner"])
     record = StudyRecord(study, storage)
-    digest = None if worker else identity.data_digest(p["data"].X, p["data"].y)  # the launcher checked and stored it
+    arrays = p["data"].fingerprint() if hasattr(p["data"], "fingerprint") else (p["data"].X, p["data"].y)
+    digest = None if worker else identity.data_digest(*arrays)  # the launcher checked and stored it
     if not worker:
         identity.check_resume(record, cfg, digest, where=where)
     configured_seed = cfg.sampler.get("seed")
@@ -245,7 +279,7 @@ def open_study_and_parent(cfg: DictConfig, p: dict[str, Any], *, worker: bool = 
         absolute_tracking_uri(cfg.tracking.uri),
         cfg.tracking.experiment,
         trial_plots=cfg.tracking.get("trial_plots", "complete"),
-        task=data.task.value if data.task.is_supervised else None,
+        task=data.task.value if data.task is not None and data.task.is_supervised else None,
         classes=data.classes,
         background=True,  # a trial's figures are drawn while the next one trains
     )
@@ -272,7 +306,7 @@ def open_study_and_parent(cfg: DictConfig, p: dict[str, Any], *, worker: bool = 
         "cv.test_size": cfg.cv.get("test_size", 0.0),
         "seed": cfg.seed,
         "data": p["data"].name,
-        "model": ", ".join(model_choices(p["space"])) or type_name(cfg.model),
+        "model": ", ".join(model_choices(p["space"])) or type_name(cfg.model.get("module") or cfg.model.get("net") or cfg.model),
         "trainer.max_epochs": cfg.trainer.max_epochs,
         "search_space": ", ".join(par.path for par in p["space"].parameters) or "(empty)",
     }

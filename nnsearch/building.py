@@ -35,7 +35,33 @@ def build(group: str, node: DictConfig | None, **kwargs: Any) -> Any:
 
 
 def build_network(cfg: DictConfig, input_shape: tuple[int, ...], n_outputs: int) -> Any:
-    return build("model", cfg.model, input_shape=tuple(input_shape), n_outputs=n_outputs)
+    """The network of ``cfg.model``: a shipped family, or ``model=net``'s own ``nn.Module`` (``cfg.model.net``).
+
+    A user's network is given ``input_shape`` and ``n_outputs`` only if its constructor takes them.
+    """
+    shape = {"input_shape": tuple(input_shape), "n_outputs": n_outputs}
+    if "net" in cfg.model and "_target_" not in cfg.model:
+        node = cfg.model.net
+        return build("model.net", node, **{k: v for k, v in shape.items() if takes_keyword(node, k)})
+    return build("model", cfg.model, **shape)
+
+
+def takes_keyword(node: DictConfig, name: str) -> bool:
+    """Whether the callable ``node._target_`` names accepts the keyword ``name`` (its import error says which target)."""
+    import inspect
+
+    from hydra.utils import get_method
+
+    target = node.get("_target_") if node is not None else None
+    if not target or target == "???":
+        raise NNSearchError("model.net._target_ is not set: name your nn.Module, e.g. model.net._target_=mylab.nets.TinyNet.")
+    try:
+        fn = get_method(target)
+    except Exception as err:  # noqa: BLE001 - Hydra wraps the import error
+        cause = err.__cause__ or err
+        raise NNSearchError(f"{target}: cannot import it ({str(cause).splitlines()[0]}); is its package in the folder you run from?") from None
+    params = inspect.signature(fn).parameters
+    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
 def optional_partial(group: str, node: DictConfig | None) -> Any:

@@ -39,6 +39,8 @@ import mlflow.pyfunc
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from nnsearch.errors import NNSearchError
+
 log = logging.getLogger("nnsearch")
 SUPERVISED_TASKS = ("binary", "multiclass", "regression")
 
@@ -74,6 +76,10 @@ def fit_final(cfg: DictConfig, dev: Any, test: Any | None, *, seed: int, epochs:
 
     # the trials' fit settings (engine included), for the chosen epochs, without early stopping, on one device
     settings = replace(FitSettings.from_config(cfg.trainer), max_epochs=int(epochs), early_stopping=None, devices=1)
+    from nnsearch.models.user import is_user_module
+
+    if is_user_module(cfg.model) or hasattr(dev, "kind"):
+        return _fit_final_own(cfg, dev, test, settings, seed=seed)
     n_dev = len(dev.y)
     both = dev if test is None else replace(dev, X=np.concatenate([dev.X, test.X]), y=np.concatenate([dev.y, test.y]))
     train_idx = np.arange(n_dev)
@@ -91,6 +97,33 @@ def fit_final(cfg: DictConfig, dev: Any, test: Any | None, *, seed: int, epochs:
     module = fit(build, settings).module.cpu()  # scored and logged on the CPU
     metrics = module.evaluate(fold.x_val, fold.y_val_scaled) if test is not None else {}
     return FinalFit(module, fit_scaler(scaler_kind, dev.X), metrics, int(epochs), seed, n_dev, 0 if test is None else len(test.y))
+
+
+def _fit_final_own(cfg: DictConfig, dev: Any, test: Any | None, settings: Any, *, seed: int) -> FinalFit:
+    """The final model when the module or the data is the user's: the same fold fit, on all development rows.
+
+    It validates on the test rows each epoch (or on the training rows without a test split), which
+    decides nothing: epochs are fixed and no early stopping runs. The scores are the last epoch's.
+    """
+    from omegaconf import OmegaConf
+
+    from nnsearch.cv.splits import prepare_fold
+    from nnsearch.data.user import UserFold
+    from nnsearch.fit.fold import FoldResult, _fit_user_fold
+
+    if getattr(dev, "kind", None) == "datamodule":
+        raise NNSearchError("data=datamodule serves folds only, so there are no development rows to retrain on; use the best trial's config")
+    cfg = OmegaConf.merge(cfg, {"cv": {"fold_score": "last"}})
+    if hasattr(dev, "kind"):
+        fold: Any = UserFold(0, dev.rows, test.rows if test is not None else dev.rows)
+    else:
+        n_dev = len(dev.y)
+        both = dev if test is None else replace(dev, X=np.concatenate([dev.X, test.X]), y=np.concatenate([dev.y, test.y]))
+        fold = prepare_fold(both, 0, np.arange(n_dev), np.arange(n_dev, len(both.y)) if test is not None else np.arange(n_dev), cfg.data.get("scaler") or dev.scaler)
+    result = _fit_user_fold(cfg, dev, fold, settings, seed=seed, epoch_metrics=[], trial=None, monitor=None, result=FoldResult(0), on_epoch=None)
+    tested = {k: v for k, v in result.metrics.items() if not k.startswith("train/")} if test is not None else {}
+    n_dev = len(dev.rows) if hasattr(dev, "kind") else len(dev.y)
+    return FinalFit(None, None, tested, settings.max_epochs, seed, n_dev, 0 if test is None else len(test.y))
 
 
 def feature_columns(dev: Any) -> tuple[str, ...] | None:
@@ -221,7 +254,9 @@ def log_final_model(tracker: Any, fit: FinalFit, dev: Any, *, trial: Any | None,
     run_params = {**params, "seed": fit.seed, "epochs": fit.epochs, "rows.train": fit.n_train, "rows.test": fit.n_test}
     metrics = {f"test/{k}": v for k, v in fit.test_metrics.items()}
     with tracker.final_run(trial_number=trial.number if trial else None, params=run_params, metrics=metrics) as run_id:
-        if log_model and dev.task.value in SUPERVISED_TASKS:
+        if log_model and fit.module is None:
+            log.info("final model: a model of your own code is not logged as an MLflow model yet; its test scores are on run %s", run_id)
+        elif log_model and dev.task.value in SUPERVISED_TASKS:
             _log_pyfunc(tracker, run_id, fit, dev, register_name)
         elif log_model:
             log.info("final model: not logged as an MLflow model (task %s has no single prediction to serve)", dev.task.value)

@@ -68,7 +68,11 @@ class Objective:
         self.objectives = objectives
         self.epoch_metrics = epoch_metrics
         # pruners compare single values, so only a single-objective study reports intermediates
-        self.monitor = f"val/{objectives.metrics[0]}" if prune and not objectives.multi else None
+        from nnsearch.models.user import is_user_module
+
+        # the pruned value: a user's module reports what it logs under that name, nnsearch's modules log val/{metric}
+        logged_name = objectives.metrics[0] if is_user_module(cfg.model) else f"val/{objectives.metrics[0]}"
+        self.monitor = logged_name if prune and not objectives.multi else None
         # the Wilcoxon pruner compares per-fold scores (step = fold), not per-epoch curves
         self.per_fold = self.monitor is not None and type_name(cfg.pruner) == "WilcoxonPruner"
         self.interruption = interruption or Interruption()

@@ -58,8 +58,12 @@ def _as_list(value: Any) -> list:
     return [value]
 
 
-def resolve_objectives(study_cfg: Any, task: Task) -> Objectives:
-    """Check metrics, directions and constraints against the task; the one place they are parsed."""
+def resolve_objectives(study_cfg: Any, task: Task | None, *, logged: bool = False) -> Objectives:
+    """Check metrics, directions and constraints against the task; the one place they are parsed.
+
+    ``logged``: the module is the user's, so a metric may be any name it logs with ``self.log``
+    (checked when the smoke test trains it), besides nnsearch's metrics of a known task.
+    """
     metrics = [str(m) for m in _as_list(study_cfg.metric)]
     if not metrics:
         raise NNSearchError("study.metric is empty; name the metric to optimize, e.g. study.metric=accuracy.")
@@ -71,7 +75,13 @@ def resolve_objectives(study_cfg: Any, task: Task) -> Objectives:
     directions = []
     for i, metric in enumerate(metrics):
         direction = given[i] if given else None
-        if metric in MODEL_METRICS:
+        if logged and (task is None or metric not in metric_names(task)):
+            if metric in MODEL_METRICS:
+                raise NNSearchError(f"study.metric '{metric}' measures nnsearch's own networks; it does not apply to model=lightning.")
+            from nnsearch.models.user import logged_direction
+
+            directions.append(logged_direction(metric, direction))
+        elif metric in MODEL_METRICS:
             direction = direction or MODEL_METRICS[metric]
             if direction not in ("maximize", "minimize"):
                 raise NNSearchError(f"study.direction must be maximize or minimize, got '{direction}'.")
@@ -80,7 +90,7 @@ def resolve_objectives(study_cfg: Any, task: Task) -> Objectives:
             directions.append(resolve_objective(metric, direction, task))
     constraints: dict[str, dict[str, float]] = {}
     raw = study_cfg.get("constraints") or {}
-    known = [*metric_names(task), *MODEL_METRICS]
+    known = [*(metric_names(task) if task is not None else []), *MODEL_METRICS]
     for name, bounds in (OmegaConf.to_container(raw) if OmegaConf.is_config(raw) else dict(raw)).items():
         if name not in known:
             raise NNSearchError(f"study.constraints.{name}: unknown metric; choose one of {', '.join(known)}.")

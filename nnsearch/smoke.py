@@ -192,3 +192,50 @@ def _train_one_step(module: Any, optimizer: torch.optim.Optimizer | None, x: tor
 def _first(err: BaseException) -> str:
     lines = str(err).strip().splitlines()
     return lines[0] if lines else type(err).__name__
+
+
+def smoke_own_code(cfg: DictConfig, data: Any, fold: Any, metrics: list[str]) -> None:
+    """The smoke test of a study on the user's own module or data: a real Lightning fit of two batches of fold 0.
+
+    It fails once, in one line, on what would fail every trial: a module without
+    ``configure_optimizers``, a DataLoader item that does not collate, a forward pass that does
+    not fit the data, or a ``study.metric`` that the module never logs (the line lists what it logs).
+    """
+    import lightning as L
+
+    from nnsearch.fit.fold import configured_callbacks
+    from nnsearch.metrics import metric_names
+    from nnsearch.models.build import build_module
+    from nnsearch.models.user import LoggedHistory, build_user_module, epoch_values, is_user_module
+
+    own_module = is_user_module(cfg.model)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        module = build_user_module(cfg.model) if own_module else build_module(cfg, data, fold, [])
+        if hasattr(fold, "train_rows") or getattr(data, "kind", None) == "datamodule":
+            train, val = data.loaders(fold, seed=0)
+        else:
+            from nnsearch.batches import TensorBatches
+
+            train = TensorBatches(fold.x_train, fold.y_train, int(cfg.data.batch_size))
+            val = TensorBatches(fold.x_val, fold.y_val_scaled, int(cfg.data.batch_size))
+        history: list[dict[str, float]] = []
+        trainer = L.Trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=2, num_sanity_val_steps=0, logger=False,
+                            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu", devices=1,
+                            callbacks=[LoggedHistory(history), *configured_callbacks(cfg)])
+        try:
+            trainer.fit(module, train, val)
+        except NNSearchError:
+            raise
+        except Exception as err:  # noqa: BLE001 - the user's code may raise anything; it is stated in one line
+            target = (cfg.model.get("module") or cfg.model.get("net") or cfg.model).get("_target_")
+            raise NNSearchError(f"{target} fails its first training steps on fold 0: {type(err).__name__}: {_first(err)}") from None
+    if not own_module:
+        return
+    logged = epoch_values(trainer.callback_metrics)
+    standard = metric_names(data.task) if data.task is not None and data.task.is_supervised else []
+    for metric in metrics:
+        if metric not in logged and metric not in standard:
+            shown = ", ".join(sorted(logged)) or "nothing"
+            raise NNSearchError(f"study.metric '{metric}' is never logged by {cfg.model.module._target_}: it logs {shown} "
+                                "(log it with self.log in validation_step or on_validation_epoch_end).")

@@ -37,9 +37,11 @@ def make_splits(data: Dataset, *, folds: int, seed: int, shuffle: bool = True, s
 
     if not isinstance(folds, int) or folds < 2:
         raise NNSearchError(f"cv.folds must be an integer of at least 2, got {folds!r}.")
+    if getattr(data, "kind", None) == "datamodule":
+        return [(None, None)] * folds  # the user's DataModule makes its own folds
     if folds > len(data.y):
         raise NNSearchError(f"cv.folds={folds} is more than the {len(data.y)} samples of '{data.name}'.")
-    stratify = stratified and data.task.is_classification
+    stratify = stratified and data.task is not None and data.task.is_classification
     if stratify:
         counts = np.bincount(data.y, minlength=len(data.classes))
         small = [(data.classes[i], int(c)) for i, c in enumerate(counts) if c < folds]
@@ -69,7 +71,12 @@ def holdout_split(data: Dataset, *, test_size: float, seed: int, stratified: boo
         return data, None
     if not 0.0 < test_size < 1.0:
         raise NNSearchError(f"cv.test_size must be a fraction in (0, 1) or 0 for none, got {test_size!r}.")
-    stratify = data.y if stratified and data.task.is_classification else None
+    if getattr(data, "kind", None) == "datamodule":
+        import logging
+
+        logging.getLogger("nnsearch").info("cv.test_size=%s does not apply to data=datamodule: the DataModule holds its own test data", test_size)
+        return data, None
+    stratify = data.y if stratified and data.task is not None and data.task.is_classification else None
     if stratify is not None:
         counts = np.bincount(data.y, minlength=len(data.classes))
         if counts.min() < 2:
@@ -83,6 +90,8 @@ def holdout_split(data: Dataset, *, test_size: float, seed: int, stratified: boo
     except ValueError as err:
         raise NNSearchError(f"cv.test_size={test_size} cannot split '{data.name}': {err}") from None
     dev_idx, test_idx = np.sort(dev_idx), np.sort(test_idx)
+    if hasattr(data, "take"):  # a user's Dataset: row numbers, not arrays
+        return data.take(dev_idx), data.take(test_idx)
     pick = lambda idx: replace(data, X=data.X[idx], y=data.y[idx], extra={**data.extra, "rows": idx})  # noqa: E731
     return pick(dev_idx), pick(test_idx)
 
@@ -145,7 +154,10 @@ class FoldCache:
         key = (scaler or self.data.scaler, index)
         if key not in self._folds:
             train_idx, val_idx = self.splits[index]
-            self._folds[key] = prepare_fold(self.data, index, train_idx, val_idx, key[0])
+            if hasattr(self.data, "fold"):  # a user's Dataset or DataModule: row numbers only, loaded by its DataLoaders
+                self._folds[key] = self.data.fold(index, train_idx, val_idx, len(self.splits))
+            else:
+                self._folds[key] = prepare_fold(self.data, index, train_idx, val_idx, key[0])
         return self._folds[key]
 
 

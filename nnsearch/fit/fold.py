@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nnsearch.batches import TensorBatches
 from nnsearch.data.dataset import Dataset
-from nnsearch.errors import TrialFailed
+from nnsearch.errors import NNSearchError, TrialFailed
 from nnsearch.fit import fast
 from nnsearch.fit.logged import EngineUnsupported
 from nnsearch.fit.settings import FitSettings
@@ -69,7 +69,7 @@ def fit(build: Callable[[torch.device], Job], settings: FitSettings) -> Job:
         if not reason:
             job = build(device)
             try:
-                fast.fit(job.module, job.train, job.val, settings, job.callbacks)
+                fast.fit(job.module, _on_device(job.train, device), _on_device(job.val, device), settings, job.callbacks)
                 return job
             except EngineUnsupported as why:
                 reason = str(why)
@@ -77,6 +77,25 @@ def fit(build: Callable[[torch.device], Job], settings: FitSettings) -> Job:
     job = build(device)
     trainer_fit(make_trainer(settings, job.callbacks), job.module, job.train, job.val)
     return job
+
+
+class DeviceBatches:
+    """A DataLoader's batches moved to the fast engine's device (the Trainer moves them itself)."""
+
+    def __init__(self, loader: Any, device: torch.device) -> None:
+        self.loader, self.device = loader, device
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Any:
+        from lightning.fabric.utilities import move_data_to_device
+
+        return (move_data_to_device(batch, self.device) for batch in self.loader)
+
+
+def _on_device(batches: Any, device: torch.device) -> Any:
+    return batches if device.type == "cpu" or isinstance(batches, TensorBatches) else DeviceBatches(batches, device)
 
 
 def _log_fallback(reason: str) -> None:
@@ -91,12 +110,12 @@ EpochHook = Callable[[int, int, Mapping[str, float]], None]  # (fold, epoch, his
 class EpochReport(L.Callback):
     """Hands each validation epoch's history row to ``on_epoch`` (the terminal's progress line, a stop check)."""
 
-    def __init__(self, on_epoch: EpochHook, fold: int) -> None:
-        self.on_epoch, self.fold = on_epoch, fold
+    def __init__(self, on_epoch: EpochHook, fold: int, history: list[dict[str, float]]) -> None:
+        self.on_epoch, self.fold, self.history = on_epoch, fold, history
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: Any) -> None:
-        if not trainer.sanity_checking and pl_module.history:
-            self.on_epoch(self.fold, len(pl_module.history) - 1, pl_module.history[-1])
+        if not trainer.sanity_checking and self.history:
+            self.on_epoch(self.fold, len(self.history) - 1, self.history[-1])
 
 
 def fit_fold(
@@ -117,10 +136,17 @@ def fit_fold(
     """
     from nnsearch.fit import ddp
     from nnsearch.models.build import build_module
+    from nnsearch.models.user import is_user_module
 
     settings = FitSettings.from_config(cfg.trainer)
     result = result or FoldResult(fold.index)
     keep_predictions = wants_predictions(cfg)
+    if is_user_module(cfg.model) or hasattr(fold, "train_rows"):
+        if ddp.world_size(cfg) > 1:
+            raise NNSearchError("trainer.devices > 1 (DDP) does not yet train a LightningModule or Dataset of your own; use one device per trial "
+                                "(launch.gpus runs one trial per GPU).")
+        return _fit_user_fold(cfg, data, fold, settings, seed=seed, epoch_metrics=epoch_metrics, trial=trial, monitor=monitor, result=result,
+                              on_epoch=on_epoch)
     if ddp.world_size(cfg) > 1:  # several devices: ranks in processes of their own (no per-epoch hook)
         return ddp.fit_fold_ddp(cfg, data, fold, seed=seed, epoch_metrics=epoch_metrics, trial=trial, monitor=monitor, result=result,
                                 keep_predictions=keep_predictions)
@@ -131,15 +157,115 @@ def fit_fold(
         result.history.clear()
         module.history = result.history
         x_train, y_train, x_val, y_val = on_device(fold, device)
-        callbacks: list[L.Callback] = [EpochReport(on_epoch, fold.index)] if on_epoch is not None else []
+        callbacks: list[L.Callback] = [EpochReport(on_epoch, fold.index, result.history)] if on_epoch is not None else []
         if trial is not None and monitor is not None:
             callbacks.append(FoldPruning(trial, monitor, fold.index, settings.max_epochs))
         train = TensorBatches(x_train, y_train, int(cfg.data.batch_size), generator=torch.Generator().manual_seed(seed))
-        return Job(module, train, TensorBatches(x_val, y_val, VAL_BATCH), [*callbacks, *settings.callbacks()])
+        return Job(module, train, TensorBatches(x_val, y_val, VAL_BATCH), [*callbacks, *configured_callbacks(cfg), *settings.callbacks()])
 
     job = fit(build, settings)
     val = job.val  # the fold's validation rows, already on the fit's device
     return evaluate(job.module, result, val.x, val.y, device=val.x.device, keep_predictions=keep_predictions)
+
+
+def configured_callbacks(cfg: DictConfig) -> list[L.Callback]:
+    """Fresh Lightning callbacks of the ``callbacks`` group, one per named entry, for one fit."""
+    from nnsearch.data.user import _instantiate
+
+    group = cfg.get("callbacks")
+    nodes = OmegaConf.to_container(group, resolve=True) if OmegaConf.is_dict(group) else {}
+    return [_instantiate(f"callbacks.{name}", node) for name, node in nodes.items() if node]  # type: ignore[union-attr]
+
+
+def _fit_user_fold(cfg: DictConfig, data: Any, fold: Any, settings: FitSettings, *, seed: int, epoch_metrics: list[str], trial: Any,
+                   monitor: str | None, result: FoldResult, on_epoch: EpochHook | None) -> FoldResult:
+    """A fold where the module or the data is the user's: batches from DataLoaders, scores from what the module logs.
+
+    A user's LightningModule is scored by the values it logs (:mod:`nnsearch.models.user`), and
+    also by nnsearch's standard metrics of the task when its outputs fit them; one of nnsearch's
+    families on a user's Dataset is scored as on shipped data.
+    """
+    from nnsearch.models.build import build_module
+    from nnsearch.models.user import LoggedHistory, build_user_module, is_user_module
+
+    own_module, own_data = is_user_module(cfg.model), hasattr(fold, "train_rows")
+
+    def build(device: torch.device) -> Job:
+        torch.manual_seed(seed)
+        result.history.clear()
+        callbacks: list[L.Callback] = []
+        if own_module:
+            module = build_user_module(cfg.model)
+            callbacks.append(LoggedHistory(result.history))
+        else:
+            module = build_module(cfg, data, fold, epoch_metrics)
+            module.history = result.history
+        if own_data:
+            train, val = data.loaders(fold, seed=seed, pin_memory=device.type == "cuda")
+        else:
+            x_train, y_train, x_val, y_val = on_device(fold, device)
+            train = TensorBatches(x_train, y_train, int(cfg.data.batch_size), generator=torch.Generator().manual_seed(seed))
+            val = TensorBatches(x_val, y_val, VAL_BATCH)
+        if on_epoch is not None:
+            callbacks.append(EpochReport(on_epoch, fold.index, result.history))
+        if trial is not None and monitor is not None:
+            callbacks.append(FoldPruning(trial, monitor, fold.index, settings.max_epochs))
+        return Job(module, train, val, [*callbacks, *configured_callbacks(cfg), *settings.callbacks()])
+
+    job = fit(build, settings)
+    if not result.history:
+        raise TrialFailed("no epoch was trained (is trainer.max_epochs at least 1?)")
+    module = job.module.cpu()
+    if own_module:
+        from nnsearch.models.user import fold_scores
+
+        metrics = OmegaConf.to_container(cfg.study.metric) if OmegaConf.is_list(cfg.study.metric) else [cfg.study.metric]
+        directions = cfg.study.get("direction")
+        direction = (directions[0] if OmegaConf.is_list(directions) else directions) or "minimize"
+        result.metrics = fold_scores(result.history, str(metrics[0]), pick=str(cfg.cv.get("fold_score", "last")), direction=str(direction))
+        result.metrics.update(standard_metrics(module, job.val, data))
+        return result
+    x_val, y_val = _gathered(job.val)
+    return evaluate(module, result, x_val, y_val, device=torch.device("cpu"), keep_predictions=wants_predictions(cfg))
+
+
+def _gathered(batches: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """All ``(x, y)`` validation batches of a loader as two tensors on the CPU."""
+    if isinstance(batches, TensorBatches):
+        return batches.x.cpu(), batches.y.cpu()
+    xs, ys = zip(*((b[0], b[1]) for b in batches), strict=True)
+    return torch.cat(xs).cpu(), torch.cat(ys).cpu()
+
+
+@torch.no_grad()
+def standard_metrics(module: L.LightningModule, val: Any, data: Any) -> dict[str, float]:
+    """nnsearch's metrics of the data's task on a user's module's validation outputs (``forward``), so that it
+    lines up with shipped models; {} when the task is unknown or the outputs do not have the task's shape."""
+    from nnsearch.data.dataset import Task
+    from nnsearch.metrics import compute_metrics
+
+    task = getattr(data, "task", None)
+    if task is None or not task.is_supervised:
+        return {}
+    module.eval()
+    outputs, targets = [], []
+    for batch in val:
+        x, y = batch[0], batch[1]
+        outputs.append(module(x).detach().float())
+        targets.append(torch.as_tensor(y))
+    out, target = torch.cat(outputs), torch.cat(targets)
+    n_classes = len(data.classes) or (out.shape[1] if out.ndim == 2 else 0)  # a DataModule's classes are known from the outputs only
+    if task is Task.MULTICLASS and (out.ndim != 2 or out.shape[1] != n_classes):
+        return {}
+    if task is not Task.MULTICLASS:
+        if out.ndim == 2 and out.shape[1] == 1:
+            out = out.squeeze(-1)
+        if out.ndim != 1:
+            return {}
+    try:
+        return compute_metrics(task, out, target if task is Task.REGRESSION else target.long(), n_classes, None)
+    except (RuntimeError, ValueError):
+        return {}
 
 
 def wants_predictions(cfg: DictConfig) -> bool:
