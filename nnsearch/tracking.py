@@ -264,7 +264,8 @@ class Tracker:
                 for key, value in row.items():
                     metrics.append(Metric(f"fold{fold.index}/{key}", float(value), end_ms, epoch))
                     per_epoch.setdefault(key, {}).setdefault(epoch, []).append(float(value))
-            metrics += [Metric(f"fold{fold.index}/{k}", float(v), end_ms, 0) for k, v in fold.metrics.items()]
+            curves = {key for row in fold.history for key in row}  # a user module's val/acc is a curve already: not also a point at step 0
+            metrics += [Metric(f"fold{fold.index}/{k}", float(v), end_ms, 0) for k, v in fold.metrics.items() if k not in curves]
         for key, by_epoch in per_epoch.items():
             metrics += [Metric(key, sum(v) / len(v), end_ms, epoch) for epoch, v in sorted(by_epoch.items())]
         self.client.log_batch(

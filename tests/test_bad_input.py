@@ -20,7 +20,7 @@ def _nothing_written(tmp_path):
     ("args", "message"),
     [
         (["+study=digits_mlp", "data=csv", "data.path=missing.csv", "data.target=y"], "Data file not found"),
-        (["+study=digits_mlp", "model=transfomer"], "unknown model 'transfomer'; choose one of: autoencoder, cnn, gan, gru, lstm, mlp, rnn, transformer. Did you mean transformer?"),
+        (["+study=digits_mlp", "model=transfomer"], "unknown model 'transfomer'; choose one of: autoencoder, cnn, gan, gru, lightning, lstm, mlp, net, rnn, transformer. Did you mean transformer?"),
         (["+study=digits_mlp", "trainer.max_epoch=3"], "trainer.max_epoch is not a setting (to add a new key, write +trainer.max_epoch=3). Did you mean trainer.max_epochs?"),
         (["+study=digts_mlp"], "no study named 'digts_mlp': no studies/digts_mlp.yaml in"),
     ],
