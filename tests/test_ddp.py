@@ -10,6 +10,7 @@ import multiprocessing
 
 import optuna
 import pytest
+import torch
 
 from conftest import compose, load_study, mlflow_runs
 from nnsearch.building import build
@@ -47,6 +48,38 @@ def test_pruning_stops_every_rank_at_the_same_epoch(run_cli, tmp_path):
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.PRUNED] * 2
     assert all(list(t.intermediate_values) == [0] for t in study.trials)
     assert "pruned at fold 0, epoch 0" in done.stdout + done.stderr  # the trial log line
+
+
+def _epochs_of_rows(batches, epochs):
+    """The training rows (their ``y``, which is their index) of each epoch, in the order the rank saw them."""
+    seen = []
+    for _ in range(epochs):
+        rows = []
+        for xb, yb in batches:
+            assert xb[:, 0].long().tolist() == yb.tolist()  # x and y rows stay paired
+            rows += yb.tolist()
+        seen.append(rows)
+    return seen
+
+
+@pytest.mark.parametrize("n", [24, 23])
+def test_each_epoch_the_ranks_train_on_disjoint_shares_that_cover_every_row_and_change(n):
+    from nnsearch.fit.ddp import rank_batches
+
+    x, y = torch.arange(n).float().unsqueeze(1), torch.arange(n)
+    ranks = [rank_batches(x, y, 5, rank=rank, world=2, seed=7) for rank in range(2)]
+    assert len(ranks[0]) == len(ranks[1])  # every rank runs the same number of steps
+    first, second = (_epochs_of_rows(batches, 3) for batches in ranks)
+    for epoch in range(3):
+        mine, theirs = first[epoch], second[epoch]
+        assert len(mine) == len(theirs) == 12
+        assert set(mine) | set(theirs) == set(range(n))  # together they cover every row
+        # disjoint: an odd row count pads the shares by repeating one row, as DistributedSampler does
+        assert len(set(mine) & set(theirs)) == 24 - n and len(set(mine)) == len(set(theirs)) == 12
+    assert len({frozenset(share) for share in first}) == 3  # a new share every epoch
+    again = rank_batches(x, y, 5, rank=0, world=2, seed=7)
+    assert _epochs_of_rows(again, 3) == first  # seeded
+    assert _epochs_of_rows(rank_batches(x, y, 5, rank=0, world=2, seed=8), 1)[0] != first[0]
 
 
 def _fold(overrides):

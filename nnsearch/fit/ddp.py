@@ -7,10 +7,11 @@ spawn launcher hands back only the weights. So nnsearch spawns the ranks itself,
 variables Lightning reads for processes created outside it (``LOCAL_RANK``, ``WORLD_SIZE``,
 ``MASTER_ADDR``/``MASTER_PORT``); each rank builds the same module and ``Trainer(strategy="ddp")``.
 
-- Data: the training rows are shuffled once with the fold's seed and dealt to the ranks in equal
-  shards (padded by repeating rows, as ``DistributedSampler`` does), so every rank runs the same
-  number of steps; every rank validates on all validation rows, so each history row is the
-  full-validation curve and early stopping decides the same on every rank.
+- Data: a ``DistributedSampler`` (seeded with the fold's seed, the same on every rank) deals each
+  rank a disjoint share of the training rows, reshuffled every epoch; the shares are equal (padded
+  by repeating rows), so every rank runs the same number of steps. Every rank validates on all
+  validation rows, so each history row is the full-validation curve and early stopping decides
+  the same on every rank.
 - Pruning: rank 0 reports each epoch's objective to the Optuna trial (the trial is pickled to the
   rank with its storage: a journal file, a database or the gRPC proxy all take writes from other
   processes), asks the pruner and broadcasts the answer; all ranks stop at the same epoch and the
@@ -36,6 +37,7 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, ListConfig
 
+from nnsearch.batches import TensorBatches
 from nnsearch.errors import NNSearchError, TrialFailed
 from nnsearch.interrupt import die_with_parent, stop_signals_blocked
 from nnsearch.study import trial_ticket
@@ -187,7 +189,6 @@ def _rank_main(rank: int, world: int, port: int, cfg: DictConfig, data: Any, fol
 
 def _train_rank(rank: int, world: int, cfg: DictConfig, data: Any, fold: Any, seed: int, epoch_metrics: list[str], trial: Any,
                 monitor: str | None, keep_predictions: bool) -> dict[str, Any] | None:
-    from nnsearch.batches import TensorBatches
     from nnsearch.models.build import build_module
     from nnsearch.models.module import SupervisedModule
     from nnsearch.predictions import fold_predictions
@@ -205,8 +206,7 @@ def _train_rank(rank: int, world: int, cfg: DictConfig, data: Any, fold: Any, se
     settings = FitSettings.from_config(cfg.trainer)
     callbacks = [pruning] if pruning else []
     trainer = make_trainer(settings, [*callbacks, *settings.callbacks()], strategy="ddp", plugins=[LightningEnvironment()])
-    x_train, y_train = _shard(fold.x_train, fold.y_train, rank, world, seed)
-    train = TensorBatches(x_train, y_train, int(cfg.data.batch_size), generator=torch.Generator().manual_seed(seed + rank))
+    train = rank_batches(fold.x_train, fold.y_train, int(cfg.data.batch_size), rank=rank, world=world, seed=seed)
     val = TensorBatches(fold.x_val, fold.y_val_scaled, VAL_BATCH)
     trainer.fit(module, train_dataloaders=train, val_dataloaders=val)
     if rank != 0:
@@ -225,11 +225,14 @@ def _train_rank(rank: int, world: int, cfg: DictConfig, data: Any, fold: Any, se
     return answer
 
 
-def _shard(x: torch.Tensor, y: torch.Tensor, rank: int, world: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rank ``rank``'s share of the rows: equal sizes on every rank (the last rows repeat when needed)."""
-    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
-    per_rank = -(-len(x) // world)
-    order = torch.cat([order, order[: per_rank * world - len(x)]])
-    mine = order[rank::world]
-    return x[mine], y[mine]
+def rank_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, *, rank: int, world: int, seed: int) -> TensorBatches:
+    """Rank ``rank``'s training batches: its ``DistributedSampler`` share of the rows, a new share each epoch.
 
+    The sampler is told the rank and world size, so it needs no process group; ``seed`` must be the
+    same on every rank, so that the ranks' shares are disjoint and together cover every row.
+    """
+    from torch.utils.data import TensorDataset
+    from torch.utils.data.distributed import DistributedSampler
+
+    sampler = DistributedSampler(TensorDataset(x, y), num_replicas=world, rank=rank, shuffle=True, seed=seed)
+    return TensorBatches(x, y, batch_size, index_sampler=sampler)
