@@ -126,7 +126,7 @@ def test_the_fold_score_is_the_best_epoch_when_asked(project):
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
-    (["study.metric=val/nope"], "study.metric 'val/nope' is never logged by mylab.models.Classifier: it logs train/acc, train/loss, val/acc, "
+    (["study.metric=val/nope", "study.direction=maximize"], "study.metric 'val/nope' is never logged by mylab.models.Classifier: it logs train/acc, train/loss, val/acc, "
                                 "val/acc_best, val/loss"),
     (["model.module._target_=mylab.nowhere.Model"], "model.module._target_=mylab.nowhere.Model: cannot import it"),
     (["data.dataset._target_=mylab.broken.DictItems", "~data.dataset.root"], "item 0 is dict, not (tensor, label)"),
@@ -143,5 +143,5 @@ def test_bad_own_code_is_refused_in_one_line_before_the_study_exists(project, ov
 
 def test_a_plain_network_of_your_own_gets_only_the_arguments_it_takes(project):
     study = run_here("data=digits", "model=net", "model.net._target_=mylab.nets.TinyNet", "+model.net.width=16", "study.name=tiny", *SMALL,
-                     "study.n_trials=1", "final.retrain=false")
-    assert study.trials[0].state == TrialState.COMPLETE and study.trials[0].value > 0.5  # accuracy on digits
+                     "study.n_trials=1", "final.retrain=false", "trainer.max_epochs=10")
+    assert study.trials[0].state == TrialState.COMPLETE and study.trials[0].value > 0.5  # accuracy on digits: 10 outputs, trained
