@@ -54,6 +54,7 @@ class FinalFit:
     seed: int
     n_train: int
     n_test: int
+    code_paths: list[str] | None = None  # the user's packages, for a model trained from the user's code
 
 
 def final_epochs(cfg: DictConfig, trial: Any | None, n_folds: int) -> int:
@@ -109,7 +110,7 @@ def _fit_final_own(cfg: DictConfig, dev: Any, test: Any | None, settings: Any, *
 
     from nnsearch.cv.splits import prepare_fold
     from nnsearch.data.user import UserFold
-    from nnsearch.fit.fold import FoldResult, _fit_user_fold
+    from nnsearch.fit.fold import FoldResult, fit_own_code
 
     if getattr(dev, "kind", None) == "datamodule":
         raise NNSearchError("data=datamodule serves folds only, so there are no development rows to retrain on; use the best trial's config")
@@ -120,10 +121,75 @@ def _fit_final_own(cfg: DictConfig, dev: Any, test: Any | None, settings: Any, *
         n_dev = len(dev.y)
         both = dev if test is None else replace(dev, X=np.concatenate([dev.X, test.X]), y=np.concatenate([dev.y, test.y]))
         fold = prepare_fold(both, 0, np.arange(n_dev), np.arange(n_dev, len(both.y)) if test is not None else np.arange(n_dev), cfg.data.get("scaler") or dev.scaler)
-    result = _fit_user_fold(cfg, dev, fold, settings, seed=seed, epoch_metrics=[], trial=None, monitor=None, result=FoldResult(0), on_epoch=None)
+    module, result = fit_own_code(cfg, dev, fold, settings, seed=seed, epoch_metrics=[], trial=None, monitor=None, result=FoldResult(0), on_epoch=None)
     tested = {k: v for k, v in result.metrics.items() if not k.startswith("train/")} if test is not None else {}
     n_dev = len(dev.rows) if hasattr(dev, "kind") else len(dev.y)
-    return FinalFit(None, None, tested, settings.max_epochs, seed, n_dev, 0 if test is None else len(test.y))
+    return FinalFit(module, None, tested, settings.max_epochs, seed, n_dev, 0 if test is None else len(test.y), code_paths=own_code_paths(cfg))
+
+
+def own_code_paths(cfg: DictConfig) -> list[str]:
+    """The folders of the user's packages the config builds from (every ``_target_`` outside the installed
+    libraries), and nnsearch's own: a logged model imports them wherever it is loaded."""
+    import importlib.util
+    import sys
+
+    import nnsearch
+
+    def targets(node: Any) -> list[str]:
+        if isinstance(node, dict):
+            return [str(v) for k, v in node.items() if k == "_target_"] + [t for v in node.values() for t in targets(v)]
+        if isinstance(node, list):
+            return [t for v in node for t in targets(v)]
+        return []
+
+    plain = OmegaConf.to_container(cfg, resolve=False)
+    tops = {t.split(".")[0] for key in ("model", "data", "callbacks") for t in targets(plain.get(key))}  # type: ignore[union-attr]
+    installed = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix)}
+    paths = [str(Path(nnsearch.__file__).parent)]
+    for top in sorted(tops - {"nnsearch", "torch", "lightning", "torchvision", "torchmetrics"}):
+        spec = importlib.util.find_spec(top)
+        if spec is None or not spec.origin or spec.origin in ("built-in", "frozen"):
+            continue
+        where = Path(spec.origin).resolve()
+        where = where.parent if spec.submodule_search_locations else where
+        if not any(base in where.parents for base in installed):
+            paths.append(str(where))
+    return paths
+
+
+class OwnModel(mlflow.pyfunc.PythonModel):
+    """The pyfunc wrapper of a module trained from the user's code: samples in (an array in the shape of one
+    item, samples first), the module's ``forward`` outputs out, or class labels for a classification task."""
+
+    def __init__(self, module: Any, classes: tuple = ()) -> None:
+        self.module, self.classes = module.cpu().eval(), tuple(classes)
+
+    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> Any:
+        import torch
+
+        x = torch.as_tensor(np.asarray(model_input, dtype=np.float32))
+        with torch.no_grad():
+            out = self.module(x)
+        if not self.classes:
+            return out.numpy()
+        index = out.argmax(-1) if out.ndim == 2 and out.shape[-1] > 1 else (out.reshape(-1) > 0).long()
+        return np.asarray(self.classes)[index.numpy()]
+
+
+def _log_own_pyfunc(tracker: Any, run_id: str, fit: FinalFit, dev: Any, register_name: str | None) -> None:
+    import torch
+    from mlflow.models import infer_signature
+
+    classes = dev.classes if dev.task is not None and dev.task.is_supervised and dev.task.is_classification else ()
+    model = OwnModel(fit.module, classes)
+    if hasattr(dev, "dataset"):
+        example = torch.stack([dev.dataset()[int(i)][0] for i in dev.rows[:2]]).numpy()
+    else:
+        example = np.asarray(dev.X[:2], dtype=np.float32)
+    requirements = [f"{name}=={version}" for name, version in _requirements().items()]
+    with _Quiet():
+        tracker.log_pyfunc(run_id, model, signature=infer_signature(example, model.predict(None, example)), input_example=example,
+                           pip_requirements=requirements, code_paths=fit.code_paths, registered_model_name=register_name)
 
 
 def feature_columns(dev: Any) -> tuple[str, ...] | None:
@@ -254,8 +320,8 @@ def log_final_model(tracker: Any, fit: FinalFit, dev: Any, *, trial: Any | None,
     run_params = {**params, "seed": fit.seed, "epochs": fit.epochs, "rows.train": fit.n_train, "rows.test": fit.n_test}
     metrics = {f"test/{k}": v for k, v in fit.test_metrics.items()}
     with tracker.final_run(trial_number=trial.number if trial else None, params=run_params, metrics=metrics) as run_id:
-        if log_model and fit.module is None:
-            log.info("final model: a model of your own code is not logged as an MLflow model yet; its test scores are on run %s", run_id)
+        if log_model and fit.code_paths:
+            _log_own_pyfunc(tracker, run_id, fit, dev, register_name)
         elif log_model and dev.task.value in SUPERVISED_TASKS:
             _log_pyfunc(tracker, run_id, fit, dev, register_name)
         elif log_model:

@@ -6,7 +6,10 @@ few hundred digit images written as PNG files; studies run from that folder as a
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -82,6 +85,19 @@ def test_a_lightning_module_of_your_own_is_tuned_on_your_own_image_files(project
     assert [m.step for m in curve] == [0, 1]  # one point per epoch, per fold (no extra end-of-fold point)
     assert [m.step for m in client.get_metric_history(child.info.run_id, "train/loss")] == [0, 1]  # mean over folds, per epoch
     assert "Held-out test split (75 rows" in done.stdout and "val/acc" in done.stdout
+    final = client.search_runs([parents[0].info.experiment_id], "tags.`nnsearch.role` = 'final'")
+    assert len(final) == 1
+    # the final model, with the user's package inside, predicts in a fresh process started in another folder
+    elsewhere = project.parent / f"{project.name}-elsewhere"
+    elsewhere.mkdir()
+    load = (f"import mlflow, numpy as np; mlflow.set_tracking_uri('sqlite:///{project / 'mlflow.db'}'); "
+            f"m = mlflow.pyfunc.load_model('{final[0].data.tags['model_uri']}'); "
+            "print(np.asarray(m.predict(np.zeros((3, 1, 8, 8), dtype=np.float32))).tolist())")
+    loaded = subprocess.run([sys.executable, "-c", load], cwd=elsewhere, capture_output=True, text=True, timeout=120,
+                            env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert loaded.returncode == 0, loaded.stderr
+    predicted = eval(loaded.stdout.strip().splitlines()[-1])  # noqa: S307 - a list of class labels printed by the child
+    assert len(predicted) == 3 and set(predicted) <= set(range(10))
 
 
 def test_folds_side_by_side_score_as_folds_in_turn(project, monkeypatch):
@@ -145,3 +161,19 @@ def test_a_plain_network_of_your_own_gets_only_the_arguments_it_takes(project):
     study = run_here("data=digits", "model=net", "model.net._target_=mylab.nets.TinyNet", "+model.net.width=16", "study.name=tiny", *SMALL,
                      "study.n_trials=1", "final.retrain=false", "trainer.max_epochs=10")
     assert study.trials[0].state == TrialState.COMPLETE and study.trials[0].value > 0.5  # accuracy on digits: 10 outputs, trained
+
+
+@pytest.mark.slow
+def test_two_workers_share_a_study_of_your_own_code(project):
+    done = cli(["+study=digits_own_module", *SMALL, "study.n_trials=3", "launch.workers=2", "final.retrain=false"], project, timeout=600)
+    assert done.returncode == 0, done.stderr
+    study = load_study(project, "digits_own_module")
+    assert [t.state for t in study.trials].count(TrialState.COMPLETE) == 3
+    assert all(t.state != TrialState.RUNNING for t in study.trials)
+
+
+def test_one_of_nnsearchs_families_trains_on_your_own_dataset(project):
+    study = run_here("+study=digits_own_module", "model=cnn", *SMALL, "study.metric=accuracy", "study.n_trials=1", "search_space={}",
+                     "final.retrain=false")
+    trial = study.trials[0]
+    assert trial.state == TrialState.COMPLETE and trial.value == pytest.approx(trial.user_attrs["cv/accuracy"])

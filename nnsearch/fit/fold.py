@@ -145,8 +145,8 @@ def fit_fold(
         if ddp.world_size(cfg) > 1:
             raise NNSearchError("trainer.devices > 1 (DDP) does not yet train a LightningModule or Dataset of your own; use one device per trial "
                                 "(launch.gpus runs one trial per GPU).")
-        return _fit_user_fold(cfg, data, fold, settings, seed=seed, epoch_metrics=epoch_metrics, trial=trial, monitor=monitor, result=result,
-                              on_epoch=on_epoch)
+        return fit_own_code(cfg, data, fold, settings, seed=seed, epoch_metrics=epoch_metrics, trial=trial, monitor=monitor, result=result,
+                            on_epoch=on_epoch)[1]
     if ddp.world_size(cfg) > 1:  # several devices: ranks in processes of their own (no per-epoch hook)
         return ddp.fit_fold_ddp(cfg, data, fold, seed=seed, epoch_metrics=epoch_metrics, trial=trial, monitor=monitor, result=result,
                                 keep_predictions=keep_predictions)
@@ -177,9 +177,11 @@ def configured_callbacks(cfg: DictConfig) -> list[L.Callback]:
     return [_instantiate(f"callbacks.{name}", node) for name, node in nodes.items() if node]  # type: ignore[union-attr]
 
 
-def _fit_user_fold(cfg: DictConfig, data: Any, fold: Any, settings: FitSettings, *, seed: int, epoch_metrics: list[str], trial: Any,
-                   monitor: str | None, result: FoldResult, on_epoch: EpochHook | None) -> FoldResult:
+def fit_own_code(cfg: DictConfig, data: Any, fold: Any, settings: FitSettings, *, seed: int, epoch_metrics: list[str], trial: Any,
+                 monitor: str | None, result: FoldResult, on_epoch: EpochHook | None) -> tuple[L.LightningModule, FoldResult]:
     """A fold where the module or the data is the user's: batches from DataLoaders, scores from what the module logs.
+
+    Returns the trained module (on the CPU) and ``result``.
 
     A user's LightningModule is scored by the values it logs (:mod:`nnsearch.models.user`), and
     also by nnsearch's standard metrics of the task when its outputs fit them; one of nnsearch's
@@ -224,9 +226,9 @@ def _fit_user_fold(cfg: DictConfig, data: Any, fold: Any, settings: FitSettings,
         direction = (directions[0] if OmegaConf.is_list(directions) else directions) or "minimize"
         result.metrics = fold_scores(result.history, str(metrics[0]), pick=str(cfg.cv.get("fold_score", "last")), direction=str(direction))
         result.metrics.update(standard_metrics(module, job.val, data))
-        return result
+        return module, result
     x_val, y_val = _gathered(job.val)
-    return evaluate(module, result, x_val, y_val, device=torch.device("cpu"), keep_predictions=wants_predictions(cfg))
+    return module, evaluate(module, result, x_val, y_val, device=torch.device("cpu"), keep_predictions=wants_predictions(cfg))
 
 
 def _gathered(batches: Any) -> tuple[torch.Tensor, torch.Tensor]:
