@@ -19,9 +19,11 @@ from hydra.errors import HydraException  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 from omegaconf.errors import OmegaConfBaseException  # noqa: E402
 
+from nnsearch.resources import conf_dir  # noqa: E402
 from nnsearch.studies import register_studies  # noqa: E402
+from nnsearch.user_code import share_folder  # noqa: E402
 
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+CONF_DIR = str(conf_dir())  # the repository's conf/, or the installed package's copy (nnsearch.resources)
 FULL_ERROR = "HYDRA_FULL_ERROR"  # "1": Hydra raises composition errors instead of printing them
 _composing = {"lent": False}  # main() set FULL_ERROR for the composition only: the task unsets it
 
@@ -80,6 +82,7 @@ def _main() -> None:
         print(help_text(), end="")
         return
     sys.argv = absolute_config_path(sys.argv)
+    share_folder()  # the user's own packages (./mylab) importable here and in every process the study starts
     register_studies()
     _composing["lent"] = FULL_ERROR not in os.environ
     if _composing["lent"]:

@@ -14,7 +14,9 @@ import re
 import sys
 from pathlib import Path
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+from nnsearch.resources import conf_dir
+
+CONF_DIR = conf_dir()
 HELP_FLAGS = ("-h", "--help")
 
 SUMMARY_CHARS = 110  # a study's line in the list: whole sentences up to about this length

@@ -37,12 +37,12 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from nnsearch.errors import NNSearchError
+from nnsearch.resources import conf_dir
 
 TYPES = ("float", "int", "categorical")
 _KEYS = {
@@ -51,7 +51,7 @@ _KEYS = {
     "categorical": {"type", "choices", "when"},
 }
 _MISSING = object()
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+CONF_DIR = conf_dir()  # the repository's conf/, or the installed package's copy
 GROUP_CHOICES = ("model", "optimizer", "scheduler")  # groups a trial may swap; data, cv, ... are fixed per study
 
 
