@@ -164,7 +164,7 @@ class OwnModel(mlflow.pyfunc.PythonModel):
     def __init__(self, module: Any, classes: tuple = ()) -> None:
         self.module, self.classes = module.cpu().eval(), tuple(classes)
 
-    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> Any:
+    def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201 - MLflow reads type hints as an input schema
         import torch
 
         x = torch.as_tensor(np.asarray(model_input, dtype=np.float32))

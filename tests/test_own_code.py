@@ -173,7 +173,13 @@ def test_two_workers_share_a_study_of_your_own_code(project):
 
 
 def test_one_of_nnsearchs_families_trains_on_your_own_dataset(project):
-    study = run_here("+study=digits_own_module", "model=cnn", *SMALL, "study.metric=accuracy", "study.n_trials=1", "search_space={}",
-                     "final.retrain=false")
+    (project / "studies" / "images_cnn.yaml").write_text(
+        "# @package _global_\n"
+        "defaults:\n  - override /model: cnn\n  - override /data: dataset\n"
+        "data:\n  dataset:\n    _target_: mylab.data.DigitImages\n    root: digit_pngs\n"
+        "search_space:\n  model.channels: {type: categorical, choices: [8, 16]}\n"
+    )
+    study = run_here("+study=images_cnn", *SMALL, "study.n_trials=1", "final.retrain=false")
     trial = study.trials[0]
     assert trial.state == TrialState.COMPLETE and trial.value == pytest.approx(trial.user_attrs["cv/accuracy"])
+    assert {"cv/f1", "cv/roc_auc"} <= set(trial.user_attrs)  # scored as on shipped data
