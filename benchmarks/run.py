@@ -94,9 +94,9 @@ def _trials(workdir: Path) -> list:
     return sorted((t for t in study.trials if t.state.name == "COMPLETE"), key=lambda t: t.number)
 
 
-# nnsearch.cli_help answers --help from directory listings; until __main__.py calls it first, this
+# nnsearch.cli.help answers --help from directory listings; until __main__.py calls it first, this
 # line runs the same code path so the benchmark shows both
-FAST_HELP = "import sys; from nnsearch.cli_help import help_text, wants_help; wants_help() and print(help_text()); import hydra"
+FAST_HELP = "import sys; from nnsearch.cli.help import help_text, wants_help; wants_help() and print(help_text()); import hydra"
 
 
 def help_seconds(args: list[str], repeats: int = 3) -> float:
@@ -203,7 +203,7 @@ def main() -> None:
             if "nnsearch" in runs and "recipe" in runs:
                 rows = {v: combine(runs[v]) for v in ("nnsearch", "recipe")}
                 print(f"start to exit: nnsearch {rows['nnsearch']['process_s']:.1f} s, recipe {rows['recipe']['process_s']:.1f} s (means)")
-    print(f"\nCLI start-up: `python -m nnsearch --help` {help_s:.2f} s; via nnsearch.cli_help {fast_help_s:.2f} s (medians of 3)")
+    print(f"\nCLI start-up: `python -m nnsearch --help` {help_s:.2f} s; via nnsearch.cli.help {fast_help_s:.2f} s (medians of 3)")
     print("\nRatios (one run)                                   " + "".join(f"{k:>10}" for k in results) + "    target")
     lines = [
         ("nnsearch trials/h / recipe trials/h", "speedup_vs_recipe", f">= {TARGETS['speedup_vs_recipe']}"),
@@ -214,7 +214,7 @@ def main() -> None:
     for label, key, target in lines:
         cells = "".join(f"{results[k][key]:>10.2f}" if key in results[k] else f"{'n/a':>10}" for k in results)
         print(f"{label:<51}{cells}    {target}")
-    print(f"{'`--help` seconds (Hydra help / nnsearch.cli_help)':<51}{help_s:>10.2f}{fast_help_s:>10.2f}    < {TARGETS['help_s']}")
+    print(f"{'`--help` seconds (Hydra help / nnsearch.cli.help)':<51}{help_s:>10.2f}{fast_help_s:>10.2f}    < {TARGETS['help_s']}")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from nnsearch import fast_exit
+from nnsearch.runtime import fast_exit
 
 fast_exit.arm()  # before Hydra and the libraries it imports register their exit handlers
 
@@ -19,19 +19,19 @@ from hydra.errors import HydraException  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 from omegaconf.errors import OmegaConfBaseException  # noqa: E402
 
-from nnsearch.resources import conf_dir  # noqa: E402
-from nnsearch.studies import register_studies  # noqa: E402
-from nnsearch.user_code import share_folder  # noqa: E402
+from nnsearch.config.resources import conf_dir  # noqa: E402
+from nnsearch.config.studies import register_studies  # noqa: E402
+from nnsearch.runtime.user_code import share_folder  # noqa: E402
 
-CONF_DIR = str(conf_dir())  # the repository's conf/, or the installed package's copy (nnsearch.resources)
+CONF_DIR = str(conf_dir())  # the repository's conf/, or the installed package's copy (nnsearch.config.resources)
 FULL_ERROR = "HYDRA_FULL_ERROR"  # "1": Hydra raises composition errors instead of printing them
 _composing = {"lent": False}  # main() set FULL_ERROR for the composition only: the task unsets it
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def _run(cfg: DictConfig) -> None:
-    from nnsearch.app import run_study_cli
-    from nnsearch.credentials import protect_job
+    from nnsearch.cli.main import run_study_cli
+    from nnsearch.config.credentials import protect_job
 
     protect_job(cfg)  # before anything prints or writes: passwords masked, .hydra/ files included
     if _composing["lent"]:  # composed: from here on Hydra reports errors its own way, here and in child processes
@@ -66,7 +66,7 @@ def _absolute(path: str) -> str:
 
 
 def main() -> None:
-    """The CLI; once it is done, the process leaves without the interpreter's teardown (:mod:`nnsearch.fast_exit`)."""
+    """The CLI; once it is done, the process leaves without the interpreter's teardown (:mod:`nnsearch.runtime.fast_exit`)."""
     try:
         _main()
     except SystemExit as stop:
@@ -76,7 +76,7 @@ def main() -> None:
 
 
 def _main() -> None:
-    from nnsearch.cli_help import help_text, wants_help
+    from nnsearch.cli.help import help_text, wants_help
 
     if wants_help():  # Hydra's help copies the config store once per config group (slow; grows with studies)
         print(help_text(), end="")
@@ -92,7 +92,7 @@ def _main() -> None:
     except (HydraException, OmegaConfBaseException) as err:
         if not _composing["lent"] or FULL_ERROR not in os.environ:  # the user's own FULL_ERROR, or raised after composing
             raise
-        from nnsearch.config_errors import describe
+        from nnsearch.cli.config_errors import describe
 
         print(f"nnsearch: error: {describe(err)}", file=sys.stderr)
         sys.exit(2)

@@ -17,7 +17,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from nnsearch.credentials import redact
+from nnsearch.config.credentials import redact
 from nnsearch.errors import NNSearchError
 
 DEFAULT_JOURNAL = "optuna.journal"

@@ -57,7 +57,7 @@ def compose(overrides: list[str]):
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from nnsearch.studies import register_studies
+    from nnsearch.config.studies import register_studies
 
     register_studies()
     GlobalHydra.instance().clear()
@@ -71,7 +71,7 @@ def run_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.chdir(tmp_path)
 
     def _run(*overrides: str):
-        from nnsearch.app import run_study
+        from nnsearch.launch.run import run_study
 
         return run_study(compose(list(overrides)))
 

@@ -166,7 +166,7 @@ def test_a_categorical_with_mixed_types_is_refused(run_cli, tmp_path):
 def test_categorical_choices_of_one_type_with_none_or_ints_and_floats_are_accepted(choices, ok):
     from omegaconf import OmegaConf
 
-    from nnsearch.search_space import _parse_distribution
+    from nnsearch.study.search_space import _parse_distribution
 
     entry = OmegaConf.to_container(OmegaConf.create(f"{{type: categorical, choices: {choices}}}"))
     if ok:
@@ -234,7 +234,7 @@ def test_a_folder_this_user_cannot_write_is_named(tmp_path, monkeypatch):
     """What ``os.access`` says for a read-only folder as a non-root user (as root it grants writing)."""
     import os
 
-    from nnsearch.preflight import check_stores
+    from nnsearch.study.preflight import check_stores
     from conftest import compose
 
     cfg = compose(["data=iris", f"study.storage={tmp_path}/optuna.journal"])
@@ -282,19 +282,19 @@ def test_every_shipped_study_passes_the_smoke_test(name, tmp_path, monkeypatch):
     """Each parameter at its bounds builds and trains one step (the GAN: builds, without the step)."""
     from conftest import compose
 
-    from nnsearch.app import _prepare
-    from nnsearch.smoke import probes
+    from nnsearch.study.session import prepare
+    from nnsearch.study.smoke import probes
 
     monkeypatch.chdir(tmp_path)
-    p = _prepare(compose([f"+study={name}"]))
-    assert len(probes(p["space"])) > len(p["space"])  # the base config and at least one value per parameter
+    p = prepare(compose([f"+study={name}"]))
+    assert len(probes(p.space)) > len(p.space)  # the base config and at least one value per parameter
     assert not list(tmp_path.iterdir())
 
 
 def test_the_smoke_test_catches_a_nan_loss_naming_the_value(tmp_path, monkeypatch):
     from conftest import compose
 
-    from nnsearch.app import _prepare
+    from nnsearch.study.session import prepare
 
     monkeypatch.chdir(tmp_path)
     cfg = compose(["data=wine", "model=autoencoder", "data.task=reconstruction", "study.metric=recon_mse"])
@@ -304,4 +304,4 @@ def test_the_smoke_test_catches_a_nan_loss_naming_the_value(tmp_path, monkeypatc
     real = ae.AutoencoderModule.row_errors
     monkeypatch.setattr(ae.AutoencoderModule, "row_errors", lambda self, x: real(self, x) * (float("nan") if self.net.encoder[-1].out_features == 2 else 1.0))
     with pytest.raises(NNSearchError, match=r"^search_space.model.bottleneck=2: the first training step fails: loss is nan$"):
-        _prepare(cfg)
+        prepare(cfg)

@@ -173,8 +173,8 @@ def test_ctrl_c_interrupts_cleanly_and_the_same_command_resumes(tmp_path):
 
 
 def test_help_describes_each_study_in_whole_sentences(tmp_path):
-    from nnsearch.cli_help import SUMMARY_CHARS, _summary, help_text
-    from nnsearch.studies import study_files
+    from nnsearch.cli.help import SUMMARY_CHARS, _summary, help_text
+    from nnsearch.config.studies import study_files
 
     for name, file in study_files().items():
         summary = _summary(file)

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from conftest import compose, load_study, mlflow_runs
-from nnsearch.building import build
+from nnsearch.config.building import build
 from nnsearch.cv import FoldCache, make_splits
 from nnsearch.errors import TrialFailed
 from nnsearch.fit import FoldResult, fit_fold
@@ -112,7 +112,7 @@ def test_two_ranks_return_the_curves_metrics_and_validation_outputs():
 
 
 def test_gpu_workers_are_pinned_to_single_gpus_or_to_gpu_groups_for_ddp_trials():
-    from nnsearch.launch import check_launch, worker_plan
+    from nnsearch.launch.workers import check_launch, worker_plan
 
     single = worker_plan(compose(["+study=wine_mlp", "launch.gpus=[0,1]", "launch.workers_per_gpu=2"]))
     assert [s.env()["CUDA_VISIBLE_DEVICES"] for s in single] == ["0", "0", "1", "1"]

@@ -18,8 +18,8 @@ def _logged_model(tmp_path, dev):
     import torch
 
     from nnsearch.cv import fit_scaler
-    from nnsearch.final_model import FinalFit, log_final_model
-    from nnsearch.tracking import Tracker
+    from nnsearch.study.final_model import FinalFit, log_final_model
+    from nnsearch.tracking.runs import Tracker
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(int(np.prod(dev.input_shape)), dev.n_outputs))
@@ -82,7 +82,7 @@ def test_image_model_takes_a_float64_array(tmp_path):
 
 def test_unnamed_or_duplicate_features_get_made_up_names():
     from nnsearch.data.dataset import Dataset, Task
-    from nnsearch.final_model import feature_columns
+    from nnsearch.study.final_model import feature_columns
 
     X = np.zeros((4, 12), dtype=np.float32)
     y = np.array([0, 1, 0, 1])

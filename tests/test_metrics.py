@@ -8,7 +8,7 @@ import torch
 from sklearn import metrics as skm
 
 from nnsearch.data.dataset import Task
-from nnsearch.metrics import compute_metrics, metric_names, resolve_objective
+from nnsearch.models.metrics import compute_metrics, metric_names, resolve_objective
 
 
 def test_multiclass_metrics_match_scikit_learn():

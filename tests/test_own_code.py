@@ -63,7 +63,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def run_here(*overrides: str):
     """The study of ``overrides`` run in this process, in the project folder (the CLI's code path without its start-up)."""
-    from nnsearch.app import run_study
+    from nnsearch.launch.run import run_study
 
     return run_study(compose(list(overrides)))
 

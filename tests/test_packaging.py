@@ -22,8 +22,8 @@ import pytest
 from optuna.trial import TrialState
 
 from conftest import load_study
-from nnsearch import resources
-from nnsearch.user_code import PYTHONPATH, share_folder
+from nnsearch.config import resources
+from nnsearch.runtime.user_code import PYTHONPATH, share_folder
 
 REPO = Path(__file__).resolve().parent.parent
 SOURCES = ("pyproject.toml", "README.md", "nnsearch", "conf", "studies")  # what a build reads
@@ -116,7 +116,7 @@ def _venv_with(wheel: Path, folder: Path) -> Path:
 
 def _where(python: Path, cwd: Path) -> list[Path]:
     """Where ``python`` imports nnsearch from, and the conf and shipped studies folders it reads (resolved)."""
-    code = "import nnsearch, nnsearch.resources as r; print(nnsearch.__file__, r.conf_dir(), r.shipped_studies_dir(), sep='\\n')"
+    code = "import nnsearch, nnsearch.config.resources as r; print(nnsearch.__file__, r.conf_dir(), r.shipped_studies_dir(), sep='\\n')"
     return [Path(line).resolve() for line in _run([str(python), "-c", code], cwd).stdout.splitlines()]
 
 

@@ -90,7 +90,7 @@ def figures(monkeypatch):
     """Every figure that nnsearch saves, by file name, kept after it is written with its layout
     frozen: drawn again, it is the PNG as written (constrained layout may settle differently on a
     second draw, e.g. around axes of fixed aspect, and a check would then miss what was cut)."""
-    from nnsearch import trial_plots
+    from nnsearch.tracking import trial_plots
 
     saved = {}
     original = trial_plots.save_png
@@ -106,7 +106,7 @@ def figures(monkeypatch):
 
 
 def _folds(task, n_folds=3, n=200, classes=10, epochs=20):
-    from nnsearch.predictions import Predictions
+    from nnsearch.fit.predictions import Predictions
     from nnsearch.fit import FoldResult
 
     rng = np.random.default_rng(0)
@@ -138,7 +138,7 @@ def _folds(task, n_folds=3, n=200, classes=10, epochs=20):
     ],
 )
 def test_trial_plots_are_readable(tmp_path, figures, task, classes, expected):
-    from nnsearch.trial_plots import write_trial_artifacts
+    from nnsearch.tracking.trial_plots import write_trial_artifacts
 
     files = write_trial_artifacts(_folds(task), tmp_path, classes=classes)
     assert set(figures) == expected
@@ -176,7 +176,7 @@ def _study(directions, n_trials=30, hidden=(16, 256)):
     (["maximize", "minimize"], ["accuracy", "n_params"], (16, 256)),
 ])
 def test_study_plots_are_readable(tmp_path, figures, directions, metrics, hidden):
-    from nnsearch.study_plots import write_study_plots
+    from nnsearch.tracking.study_plots import write_study_plots
 
     files = write_study_plots(_study(directions, hidden=hidden), tmp_path, metrics=metrics)
     expected = {"optimization_history.png", "slice.png", "parallel_coordinate.png", "param_importances.png", "contour.png"}
@@ -189,7 +189,7 @@ def test_study_plots_are_readable(tmp_path, figures, directions, metrics, hidden
 
 
 def test_the_check_catches_a_cut_label_and_small_text():
-    from nnsearch.trial_plots import figure
+    from nnsearch.tracking.trial_plots import figure
 
     fig, axes = figure(3, 2)
     fig.set_layout_engine("none")
@@ -204,7 +204,7 @@ def test_the_check_catches_a_cut_label_and_small_text():
 
 
 def test_the_check_sees_turned_labels_as_drawn():
-    from nnsearch.trial_plots import figure
+    from nnsearch.tracking.trial_plots import figure
 
     fig, axes = figure(6, 4)
     ax = axes[0, 0]
@@ -216,8 +216,8 @@ def test_the_check_sees_turned_labels_as_drawn():
 
 
 def test_turned_class_names_end_at_their_own_column(tmp_path, figures):
-    from nnsearch.predictions import pooled
-    from nnsearch.trial_plots import confusion_matrix
+    from nnsearch.fit.predictions import pooled
+    from nnsearch.tracking.trial_plots import confusion_matrix
 
     names = tuple(f"a rather long class name {k}" for k in range(4))
     confusion_matrix(pooled(_folds("multiclass", classes=4)), tmp_path / "cm.png", task="multiclass", classes=names)

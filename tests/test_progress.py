@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from nnsearch.progress import Progress, terminal_columns
+from nnsearch.tracking.progress import Progress, terminal_columns
 
 
 class Clock:

@@ -102,7 +102,7 @@ def test_trial_and_study_artifacts_decode_and_the_final_model_predicts(run_in_pr
 def _development_and_test(study):
     """The study's held-out split, rebuilt from its config as the study built it."""
     from conftest import compose
-    from nnsearch.building import build
+    from nnsearch.config.building import build
     from nnsearch.cv import holdout_split
 
     cfg = compose([f"+study={study}", *TINY])
@@ -152,7 +152,7 @@ def test_trial_plots_none_keeps_only_the_config_and_the_fold_table(run_in_proces
 
 
 def _fold(index, task, rng, n=60):
-    from nnsearch.predictions import Predictions
+    from nnsearch.fit.predictions import Predictions
     from nnsearch.fit import FoldResult
 
     fold = FoldResult(index, [{"train/loss": 1.0 / (e + 1), "val/loss": 1.2 / (e + 1), "val/accuracy": 0.5 + e / 10} for e in range(3)], {"accuracy": 0.8 + index / 100, "f1": 0.7})
@@ -174,7 +174,7 @@ def _fold(index, task, rng, n=60):
     ],
 )
 def test_trial_plots_per_task_decode(tmp_path, task, expected):
-    from nnsearch.trial_plots import infer_task, write_trial_artifacts
+    from nnsearch.tracking.trial_plots import infer_task, write_trial_artifacts
 
     rng = np.random.default_rng(0)
     folds = [_fold(0, task, rng), _fold(1, task, rng)]
@@ -192,7 +192,7 @@ def test_trial_plots_per_task_decode(tmp_path, task, expected):
 
 
 def test_progress_plain_mode_prints_one_line_per_trial_and_no_control_characters():
-    from nnsearch.progress import Progress
+    from nnsearch.tracking.progress import Progress
 
     out = io.StringIO()
     progress = Progress(total=3, metrics=["accuracy"], directions=["maximize"], folds=2, epochs=2, mode="auto", stream=out)
@@ -210,7 +210,7 @@ def test_progress_plain_mode_prints_one_line_per_trial_and_no_control_characters
 def test_progress_live_mode_redraws_one_line_and_clears_it_for_log_records():
     import logging
 
-    from nnsearch.progress import Progress
+    from nnsearch.tracking.progress import Progress
 
     out = io.StringIO()
     progress = Progress(total=4, metrics=["accuracy", "n_params"], directions=["maximize", "minimize"], folds=2, epochs=5, mode="live", stream=out, refresh=0, columns=160)
@@ -239,7 +239,7 @@ def test_progress_live_mode_redraws_one_line_and_clears_it_for_log_records():
 def test_leaderboard_ranks_feasible_trials_first_and_picks_the_pareto_trial_by_rule():
     import optuna
 
-    from nnsearch.leaderboard import format_table, rank, rows
+    from nnsearch.tracking.leaderboard import format_table, rank, rows
 
     study = optuna.create_study(directions=["maximize", "minimize"])
     for values in [(0.9, 100.0), (0.8, 10.0), (0.7, 50.0), (0.95, 1000.0)]:
@@ -261,7 +261,7 @@ def test_leaderboard_ranks_feasible_trials_first_and_picks_the_pareto_trial_by_r
 def test_leaderboard_puts_infeasible_trials_last_and_never_picks_one():
     import optuna
 
-    from nnsearch.leaderboard import rank, rows
+    from nnsearch.tracking.leaderboard import rank, rows
 
     def study(*trials):
         made = optuna.create_study(direction="maximize")
@@ -280,7 +280,7 @@ def test_leaderboard_puts_infeasible_trials_last_and_never_picks_one():
 def test_environment_records_the_git_commit_of_the_users_project(tmp_path):
     import subprocess
 
-    from nnsearch.environment import describe, git_state, tags
+    from nnsearch.runtime.environment import describe, git_state, tags
 
     assert git_state(tmp_path) is None
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
@@ -298,7 +298,7 @@ def test_environment_records_the_git_commit_of_the_users_project(tmp_path):
 def test_leaderboard_puts_infeasible_trials_last_and_never_picks_one():
     import optuna
 
-    from nnsearch.leaderboard import rank, rows
+    from nnsearch.tracking.leaderboard import rank, rows
 
     def study(*trials):
         made = optuna.create_study(direction="maximize")

@@ -8,7 +8,7 @@ from conftest import compose
 from omegaconf import OmegaConf
 
 from nnsearch.errors import NNSearchError
-from nnsearch.search_space import SearchSpace
+from nnsearch.study.search_space import SearchSpace
 
 FAMILY_SPACE = {
     "optimizer.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},

@@ -15,8 +15,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from conftest import TINY, postgres_available
-from nnsearch import credentials
-from nnsearch.credentials import from_environment, redact, redacted_yaml, remember, scrub
+from nnsearch.config import credentials
+from nnsearch.config.credentials import from_environment, redact, redacted_yaml, remember, scrub
 from nnsearch.errors import NNSearchError
 
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"

@@ -1,4 +1,4 @@
-"""Units of nnsearch/study.py: the sampler seed of each process joining a study, who creates a study.
+"""Units of nnsearch/study/trials.py: the sampler seed of each process joining a study, who creates a study.
 
 No training here: every test runs in a fraction of a second.
 """
@@ -13,7 +13,7 @@ import sys
 import optuna
 import pytest
 
-from nnsearch.study import process_seed
+from nnsearch.study.trials import process_seed
 
 
 def _joined(**changes):
@@ -57,7 +57,7 @@ def test_the_same_inputs_give_the_same_seed_in_any_process():
     # derived from its inputs alone: not from the clock, nor from Python's string hash, which differs between processes
     assert _joined() == _joined()
     inputs = {"worker_index": 2, "trials_before": 4, "host": "node-3", "pid": 4242}
-    code = "from nnsearch.study import process_seed; print(process_seed(7, created=False, worker_index=2, trials_before=4, host='node-3', pid=4242))"
+    code = "from nnsearch.study.trials import process_seed; print(process_seed(7, created=False, worker_index=2, trials_before=4, host='node-3', pid=4242))"
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     elsewhere = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, check=True)
     assert int(elsewhere.stdout) == _joined(**inputs)
@@ -80,7 +80,7 @@ def test_seeds_of_many_workers_and_resumes_are_distinct_and_usable_by_every_samp
 def test_exactly_one_of_two_processes_opening_a_new_study_creates_it(tmp_path):
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-    from nnsearch.study import open_study
+    from nnsearch.study.trials import open_study
 
     storage = JournalStorage(JournalFileBackend(str(tmp_path / "j.journal")))
     opened = [open_study("s", storage, directions=["maximize"], sampler=optuna.samplers.RandomSampler(), pruner=None) for _ in range(2)]
@@ -89,7 +89,7 @@ def test_exactly_one_of_two_processes_opening_a_new_study_creates_it(tmp_path):
 
 def test_a_resumed_study_must_keep_its_directions():
     from nnsearch.errors import NNSearchError
-    from nnsearch.study import open_study
+    from nnsearch.study.trials import open_study
 
     storage = optuna.storages.InMemoryStorage()
     open_study("s", storage, directions=["maximize"], sampler=optuna.samplers.RandomSampler(), pruner=None)

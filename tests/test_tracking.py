@@ -13,7 +13,7 @@ from PIL import Image
 
 @pytest.fixture
 def tracker(tmp_path):
-    from nnsearch.tracking import Tracker
+    from nnsearch.tracking.runs import Tracker
 
     tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "unit")
     tracker.open_parent("unit", None, {"study.metric": "accuracy"}, {"optuna.study_name": "unit"})
@@ -21,7 +21,7 @@ def tracker(tmp_path):
 
 
 def _folds():
-    from nnsearch.predictions import Predictions
+    from nnsearch.fit.predictions import Predictions
     from nnsearch.fit import FoldResult
 
     rng = np.random.default_rng(1)
@@ -62,7 +62,7 @@ def test_a_trial_is_one_batch_and_one_artifact_upload_and_ends_finished(tracker,
 
 
 def test_background_artifacts_arrive_by_flush_and_the_run_is_finished_before(tmp_path):
-    from nnsearch.tracking import Tracker
+    from nnsearch.tracking.runs import Tracker
 
     tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "unit", background=True)
     tracker.open_parent("unit", None, {}, {})
@@ -75,7 +75,7 @@ def test_background_artifacts_arrive_by_flush_and_the_run_is_finished_before(tmp
 
 
 def test_pruned_trials_get_no_figures_by_default_and_every_trial_with_all(tracker, tmp_path):
-    from nnsearch.tracking import Tracker
+    from nnsearch.tracking.runs import Tracker
 
     pruned = _log(tracker, state="PRUNED")
     assert {a.path for a in tracker.client.list_artifacts(pruned)} == {"config.yaml", "tables"}
@@ -86,7 +86,7 @@ def test_pruned_trials_get_no_figures_by_default_and_every_trial_with_all(tracke
 
 def test_bad_trial_plots_setting_is_a_one_line_error(tmp_path):
     from nnsearch.errors import NNSearchError
-    from nnsearch.tracking import Tracker
+    from nnsearch.tracking.runs import Tracker
 
     with pytest.raises(NNSearchError, match="tracking.trial_plots must be one of all, complete, none"):
         Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "unit", trial_plots="sometimes")
@@ -106,7 +106,7 @@ def test_the_parent_run_records_the_environment_and_closes_with_its_report(track
 
 
 def test_a_resumed_study_reattaches_to_its_parent_run(tmp_path):
-    from nnsearch.tracking import Tracker
+    from nnsearch.tracking.runs import Tracker
 
     first = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "unit")
     run_id, resumed = first.open_parent("unit", None, {}, {})
@@ -130,7 +130,7 @@ def _final_fit(dev, test_metrics):
     import torch
 
     from nnsearch.cv import fit_scaler
-    from nnsearch.final_model import FinalFit
+    from nnsearch.study.final_model import FinalFit
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(int(np.prod(dev.input_shape)), dev.n_outputs))
@@ -145,7 +145,7 @@ def test_logging_the_final_model_leaves_the_global_tracking_uri_as_it_was(tracke
     import mlflow
 
     from nnsearch.data.bundled import load_bundled
-    from nnsearch.final_model import log_final_model
+    from nnsearch.study.final_model import log_final_model
 
     elsewhere = f"sqlite:///{tmp_path / 'elsewhere.db'}"
     if caller == "environment":

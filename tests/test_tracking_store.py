@@ -20,7 +20,7 @@ def _open_tracker(uri: str, barrier, answers) -> None:
     """One process: imports done, wait for the others, then open the store at the same moment."""
     import mlflow.store.tracking.sqlalchemy_store  # noqa: F401 - paid before the barrier, so the opens coincide
 
-    from nnsearch.tracking import Tracker
+    from nnsearch.tracking.runs import Tracker
 
     barrier.wait(timeout=300)
     try:
@@ -100,7 +100,7 @@ class _FlakyClient:
 
 
 def test_a_process_that_loses_the_creation_race_retries(monkeypatch, tmp_path):
-    from nnsearch.tracking_store import open_client
+    from nnsearch.tracking.store import open_client
 
     monkeypatch.setattr("mlflow.tracking.MlflowClient", _FlakyClient)
     _FlakyClient.calls = 0
@@ -110,7 +110,7 @@ def test_a_process_that_loses_the_creation_race_retries(monkeypatch, tmp_path):
 
 def test_a_store_that_cannot_be_opened_is_one_line_at_once(monkeypatch):
     from nnsearch.errors import NNSearchError
-    from nnsearch.tracking_store import open_client
+    from nnsearch.tracking.store import open_client
 
     def refused(*, tracking_uri: str) -> None:
         _FlakyClient(tracking_uri=tracking_uri, failures=99, error=RuntimeError("connection refused\nmore detail"))

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from conftest import compose
-from nnsearch.batches import TensorBatches
+from nnsearch.data.batches import TensorBatches
 from nnsearch.errors import NNSearchError
 from nnsearch.fit import FitSettings
 
@@ -36,7 +36,7 @@ def test_unknown_engine_names_the_choices():
 
 
 def test_fast_help_lists_studies_and_groups_without_composing():
-    from nnsearch.cli_help import help_text, wants_help
+    from nnsearch.cli.help import help_text, wants_help
 
     text = help_text()
     assert "digits_mlp" in text and "MLP on the flat 8x8 digits" in text

@@ -13,7 +13,7 @@ only its config, seed and Optuna trial. Each fold gets the same seed as in seque
 counts may change.
 
 Pruning: each fold reports its epochs to the study storage (step ``fold * max_epochs + epoch``,
-:mod:`nnsearch.pruning`) and asks the pruner through ``InTurnPruner``, which judges the steps in the order and with
+:mod:`nnsearch.fit.pruning`) and asks the pruner through ``InTurnPruner``, which judges the steps in the order and with
 the reports of folds in turn, so a trial is pruned at the step where sequential training prunes it.
 When one fold is pruned or fails, the trial's other folds stop at their next epoch. Ctrl-C
 reaches only the study's process (the fold processes start with SIGINT blocked), which stops the
@@ -34,9 +34,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from nnsearch.cv.splits import fold_seed
 from nnsearch.errors import NNSearchError, TrialFailed
-from nnsearch.interrupt import die_with_parent, stop_signals_blocked
-from nnsearch.pruning import FoldPruned
-from nnsearch.study import reopen_trial, trial_ticket
+from nnsearch.runtime.interrupt import die_with_parent, stop_signals_blocked
+from nnsearch.fit.pruning import FoldPruned
+from nnsearch.fit.pruning import reopen_trial, trial_ticket
 
 log = logging.getLogger("nnsearch")
 
@@ -163,7 +163,7 @@ class FoldPool:
         """Run ``fn(*args, **kwargs)`` in one of the fold processes, between trials or after the last one.
 
         After the trials they sit idle while this process writes the report and retrains the
-        final model: the study plots are drawn there meanwhile (:func:`nnsearch.report.finish`).
+        final model: the study plots are drawn there meanwhile (:func:`nnsearch.study.report.finish`).
         """
         with stop_signals_blocked():  # a process replacing a dead one must not see Ctrl-C either
             return self._executor.submit(fn, *args, **kwargs)
@@ -229,11 +229,11 @@ _STATE: dict[str, Any] = {}
 def _init_process(data: Any, splits: list, threads: int, stop: Any) -> None:
     import torch
 
-    from nnsearch import fast_exit
+    from nnsearch.runtime import fast_exit
     from nnsearch.cv.splits import FoldCache
     from nnsearch.fit.trainer import quiet_lightning
 
-    fast_exit.fold_process()  # the pool closes in milliseconds (see nnsearch.fast_exit)
+    fast_exit.fold_process()  # the pool closes in milliseconds (see nnsearch.runtime.fast_exit)
     die_with_parent()  # a study killed with SIGKILL takes its fold processes with it
     torch.set_num_threads(threads)
     logging.getLogger("optuna").setLevel(logging.WARNING)

@@ -7,28 +7,13 @@ fold's training rows alone, and a regression target is standardized with trainin
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from nnsearch.data.dataset import Dataset
+from nnsearch.data.fold import Fold
 from nnsearch.errors import NNSearchError
-
-
-@dataclass(frozen=True)
-class Fold:
-    """Tensors of one fold, already scaled, plus the target scaling undone by the metrics."""
-
-    index: int
-    train_idx: np.ndarray
-    val_idx: np.ndarray
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    x_val: torch.Tensor
-    y_val: torch.Tensor  # in original units
-    y_val_scaled: torch.Tensor
-    target_scale: tuple[float, float]
 
 
 def make_splits(data: Dataset, *, folds: int, seed: int, shuffle: bool = True, stratified: bool = True) -> list[tuple[np.ndarray, np.ndarray]]:

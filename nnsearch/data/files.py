@@ -25,7 +25,7 @@ def _existing(path: str | None, kind: str) -> Path:
 def check_csv_columns(path: str | None, target: str | None, *, features: Sequence[str] | None = None) -> None:
     """The checks of :func:`load_csv` that need only the file's header line, with its messages.
 
-    Run before torch, Lightning and MLflow are imported (see :func:`nnsearch.preflight.check_data_early`),
+    Run before torch, Lightning and MLflow are imported (see :func:`nnsearch.study.preflight.check_data_early`),
     so a mistyped ``data.target`` is reported in about a second instead of after the imports
     and reading the whole file. Only what the header settles is judged: a header that pandas
     would rename (duplicate names) or that does not decode is left to :func:`load_csv`.

@@ -24,6 +24,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from nnsearch.data.dataset import Task, encode_target, infer_task
+from nnsearch.config.building import instantiate_node
 from nnsearch.errors import NNSearchError
 
 log = logging.getLogger("nnsearch")
@@ -91,13 +92,13 @@ class UserData:
     # -- building the user's objects (in whichever process trains) ------------------------------
 
     def dataset(self) -> torch.utils.data.Dataset:
-        return _cached(self.source[DATASET], lambda: _instantiate("data.dataset", self.source[DATASET]))
+        return _cached(self.source[DATASET], lambda: instantiate_node("data.dataset", self.source[DATASET]))
 
     def datamodule(self, fold: UserFold, *, setup: bool = True) -> Any:
         """A fresh DataModule for ``fold``, told which fold it serves, after its ``setup('fit')``."""
         names = self.source.get("fold_args") or {}
         args = {names.get(k, k): v for k, v in {"fold": fold.index, "n_folds": fold.n_folds, "split_seed": fold.split_seed}.items()}
-        module = _instantiate("data.datamodule", self.source[DATAMODULE], **args)
+        module = instantiate_node("data.datamodule", self.source[DATAMODULE], **args)
         if setup:
             module.setup("fit")
         return module
@@ -115,7 +116,7 @@ class UserData:
         from torch.utils.data import DataLoader, Subset
 
         workers = int(self.source.get("num_workers") or 0)
-        collate = _instantiate("data.collate_fn", self.source["collate_fn"]) if self.source.get("collate_fn") else None
+        collate = instantiate_node("data.collate_fn", self.source["collate_fn"]) if self.source.get("collate_fn") else None
         common = dict(batch_size=int(self.source.get("batch_size") or 64), num_workers=workers, collate_fn=collate, pin_memory=pin_memory,
                       persistent_workers=workers > 0)
         dataset = self.dataset()
@@ -133,23 +134,6 @@ def _cached(node: dict, make: Any) -> Any:
     if key not in _BUILT:
         _BUILT[key] = make()
     return _BUILT[key]
-
-
-def _instantiate(where: str, node: Any, **kwargs: Any) -> Any:
-    """``hydra.utils.instantiate`` with a failure (an import that fails, a bad keyword) as one line naming ``where``."""
-    from hydra.errors import InstantiationException
-    from hydra.utils import instantiate
-
-    if not isinstance(node, dict) or not node.get("_target_") or node.get("_target_") == "???":
-        raise NNSearchError(f"{where}._target_ is not set: name your class, e.g. {where}._target_=mylab.data.MyData.")
-    try:
-        return instantiate(node, **kwargs)
-    except InstantiationException as err:
-        cause = err.__cause__ or err
-        first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
-        if isinstance(cause, (ImportError, AttributeError)) or "Error locating target" in str(err):
-            raise NNSearchError(f"{where}._target_={node['_target_']}: cannot import it ({first}); is its package in the folder you run from?") from None
-        raise NNSearchError(f"{where}: cannot build {node['_target_']}: {first}") from None
 
 
 def _plain(cfg: DictConfig) -> dict:

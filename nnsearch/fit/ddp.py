@@ -37,10 +37,10 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, ListConfig
 
-from nnsearch.batches import TensorBatches
+from nnsearch.data.batches import TensorBatches
 from nnsearch.errors import NNSearchError, TrialFailed
-from nnsearch.interrupt import die_with_parent, stop_signals_blocked
-from nnsearch.study import trial_ticket
+from nnsearch.runtime.interrupt import die_with_parent, stop_signals_blocked
+from nnsearch.fit.pruning import trial_ticket
 
 log = logging.getLogger("nnsearch")
 
@@ -133,7 +133,7 @@ class DDPPruning(L.Callback):
     """Rank 0 reports to the trial and asks the pruner; the decision is broadcast to every rank."""
 
     def __init__(self, trial: Any, monitor: str, fold: int, max_epochs: int) -> None:
-        from nnsearch.pruning import FoldPruning
+        from nnsearch.fit.pruning import FoldPruning
 
         self.single = FoldPruning(trial, monitor, fold, max_epochs)
         self.pruned: BaseException | None = None
@@ -176,7 +176,7 @@ def _rank_main(rank: int, world: int, port: int, cfg: DictConfig, data: Any, fol
         trial = None
         if rank == 0 and ticket is not None:  # only rank 0 talks to the study storage
             from nnsearch.storage import open_storage
-            from nnsearch.study import reopen_trial
+            from nnsearch.fit.pruning import reopen_trial
 
             trial = reopen_trial(open_storage(cfg.study.storage), ticket)
         answer = _train_rank(rank, world, cfg, data, fold, seed, epoch_metrics, trial, monitor if ticket is not None else None, keep_predictions)
@@ -191,7 +191,7 @@ def _train_rank(rank: int, world: int, cfg: DictConfig, data: Any, fold: Any, se
                 monitor: str | None, keep_predictions: bool) -> dict[str, Any] | None:
     from nnsearch.models.build import build_module
     from nnsearch.models.module import SupervisedModule
-    from nnsearch.predictions import fold_predictions
+    from nnsearch.fit.predictions import fold_predictions
     from nnsearch.fit.fold import VAL_BATCH
     from nnsearch.fit.settings import FitSettings
     from nnsearch.fit.trainer import make_trainer

@@ -16,7 +16,7 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from nnsearch.batches import TensorBatches
+from nnsearch.data.batches import TensorBatches
 from nnsearch.data.dataset import Dataset
 from nnsearch.errors import NNSearchError, TrialFailed
 from nnsearch.fit import fast
@@ -24,11 +24,11 @@ from nnsearch.fit.logged import EngineUnsupported
 from nnsearch.fit.settings import FitSettings
 from nnsearch.fit.trainer import fit as trainer_fit
 from nnsearch.fit.trainer import make_trainer
-from nnsearch.predictions import Predictions, fold_predictions
-from nnsearch.pruning import FoldPruning
+from nnsearch.fit.predictions import Predictions, fold_predictions
+from nnsearch.fit.pruning import FoldPruning
 
 if TYPE_CHECKING:
-    from nnsearch.cv.splits import Fold
+    from nnsearch.data.fold import Fold
 
 VAL_BATCH = 4096
 log = logging.getLogger("nnsearch")
@@ -170,11 +170,11 @@ def fit_fold(
 
 def configured_callbacks(cfg: DictConfig) -> list[L.Callback]:
     """Fresh Lightning callbacks of the ``callbacks`` group, one per named entry, for one fit."""
-    from nnsearch.data.user import _instantiate
+    from nnsearch.config.building import instantiate_node
 
     group = cfg.get("callbacks")
     nodes = OmegaConf.to_container(group, resolve=True) if OmegaConf.is_dict(group) else {}
-    return [_instantiate(f"callbacks.{name}", node) for name, node in nodes.items() if node]  # type: ignore[union-attr]
+    return [instantiate_node(f"callbacks.{name}", node) for name, node in nodes.items() if node]  # type: ignore[union-attr]
 
 
 def fit_own_code(cfg: DictConfig, data: Any, fold: Any, settings: FitSettings, *, seed: int, epoch_metrics: list[str], trial: Any,
@@ -244,7 +244,7 @@ def standard_metrics(module: L.LightningModule, val: Any, data: Any) -> dict[str
     """nnsearch's metrics of the data's task on a user's module's validation outputs (``forward``), so that it
     lines up with shipped models; {} when the task is unknown or the outputs do not have the task's shape."""
     from nnsearch.data.dataset import Task
-    from nnsearch.metrics import compute_metrics
+    from nnsearch.models.metrics import compute_metrics
 
     task = getattr(data, "task", None)
     if task is None or not task.is_supervised:

@@ -1,7 +1,7 @@
 """The LightningModule that trains an autoencoder on reconstruction and scores it per row.
 
 Each row's mean squared reconstruction error (in scaled feature units) is both the training
-loss and, for anomaly data, the anomaly score; :mod:`nnsearch.metrics` turns the errors into
+loss and, for anomaly data, the anomaly score; :mod:`nnsearch.models.metrics` turns the errors into
 ``recon_mse`` and, given anomaly labels, ``roc_auc`` and ``average_precision``.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 
 from nnsearch.data.dataset import Task
-from nnsearch.metrics import compute_metrics
+from nnsearch.models.metrics import compute_metrics
 from nnsearch.models.autoencoder import Autoencoder
 from nnsearch.models.base import HistoryModule
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig
 
-from nnsearch.building import build_network, optional_partial
+from nnsearch.config.building import build_network, optional_partial
 from nnsearch.data.dataset import Dataset, Task
 from nnsearch.errors import NNSearchError
 from nnsearch.models.autoencoder import Autoencoder
@@ -24,7 +24,7 @@ from nnsearch.models.gan_module import GANModule
 from nnsearch.models.module import SupervisedModule
 
 if TYPE_CHECKING:
-    from nnsearch.cv.splits import Fold
+    from nnsearch.data.fold import Fold
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from nnsearch.data.dataset import Task
 from nnsearch.errors import NNSearchError
-from nnsearch.metrics import compute_metrics
+from nnsearch.models.metrics import compute_metrics
 from nnsearch.models.base import HistoryModule
 from nnsearch.models.gan import GAN
 

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nnsearch.data.dataset import Task
-from nnsearch.metrics import compute_metrics
+from nnsearch.models.metrics import compute_metrics
 from nnsearch.models.base import HistoryModule
 
 

@@ -24,9 +24,9 @@ def is_user_module(model: DictConfig) -> bool:
 
 
 def build_user_module(model: DictConfig) -> L.LightningModule:
-    from nnsearch.data.user import _instantiate
+    from nnsearch.config.building import instantiate_node
 
-    module = _instantiate("model.module", OmegaConf.to_container(model.module, resolve=True))
+    module = instantiate_node("model.module", OmegaConf.to_container(model.module, resolve=True))
     if not isinstance(module, L.LightningModule):
         raise NNSearchError(f"model.module._target_={model.module._target_} built a {type(module).__name__}, not a LightningModule "
                             "(for a plain nn.Module use model=net).")

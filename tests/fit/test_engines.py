@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from conftest import TINY, compose
-from nnsearch.building import build
+from nnsearch.config.building import build
 from nnsearch.cv import FoldCache, make_splits
 from nnsearch.fit import FitSettings, FoldResult, Job, fast, fit, fit_fold
 from nnsearch.fit.logged import EngineUnsupported
@@ -109,7 +109,7 @@ def test_both_engines_hand_each_epoch_to_the_progress_line_and_keep_validation_o
 def test_pruning_stops_the_fast_engine_and_keeps_the_curves():
     import optuna
 
-    from nnsearch.pruning import FoldPruned
+    from nnsearch.fit.pruning import FoldPruned
 
     study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=1.1))
     trial = study.ask()
@@ -232,7 +232,7 @@ class Snapshots(L.Callback):
 def test_a_module_logging_torchmetrics_gets_the_trainers_values_on_the_fast_engine():
     from sklearn.datasets import load_digits
 
-    from nnsearch.batches import TensorBatches
+    from nnsearch.data.batches import TensorBatches
 
     x, y = load_digits(return_X_y=True)
     x, y = torch.tensor(x[:600] / 16, dtype=torch.float32), torch.tensor(y[:600])

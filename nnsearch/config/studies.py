@@ -1,7 +1,7 @@
 """Study files (``studies/NAME.yaml``) as the Hydra config group ``study``, selected with ``+study=NAME``.
 
 Hydra looks up groups inside its config tree, but studies live beside it: in this project's
-``studies/`` (an installed package carries a copy, see :mod:`nnsearch.resources`) and in
+``studies/`` (an installed package carries a copy, see :mod:`nnsearch.config.resources`) and in
 ``./studies`` of the directory the user runs from (searched last, so a user's own file of the
 same name wins). Each file is registered in Hydra's ConfigStore at the global package, like an
 "experiment" config, and its file name becomes ``study.name`` unless the file sets one.
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from nnsearch.resources import shipped_studies_dir
+from nnsearch.config.resources import shipped_studies_dir
 
 SHIPPED_STUDIES = shipped_studies_dir()  # the repository's studies/, or the installed package's copy
 STUDY_FILE_ERROR = "_study_file_error_"  # key of the config a broken study file is registered as

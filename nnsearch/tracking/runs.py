@@ -15,12 +15,12 @@ Metric names, the same in every trial so MLflow's compare view lines them up:
   of a multi-objective study) and ``best/{metric}``
 
 Artifacts are written to a temporary folder and uploaded with one ``log_artifacts`` call per run:
-per trial ``config.yaml``, ``tables/fold_metrics.csv`` and the plots of :mod:`nnsearch.trial_plots`
+per trial ``config.yaml``, ``tables/fold_metrics.csv`` and the plots of :mod:`nnsearch.tracking.trial_plots`
 (``tracking.trial_plots``: ``complete`` draws them for complete trials only, ``all`` for pruned and
 failed ones too, ``none`` never). Drawing them takes 0.1-0.3 s a trial, as long as a small model's
 fold: with ``background=True`` (the CLI) a thread draws and uploads them while the next trial
-trains, after the run itself is recorded and FINISHED; ``flush`` waits for them. The parent run gets the environment (:mod:`nnsearch.environment`)
-when it is created and the study's report (:mod:`nnsearch.report`) when it ends.
+trains, after the run itself is recorded and FINISHED; ``flush`` waits for them. The parent run gets the environment (:mod:`nnsearch.runtime.environment`)
+when it is created and the study's report (:mod:`nnsearch.study.report`) when it ends.
 
 Other child runs of the parent: ``final-model`` (:meth:`Tracker.final_run`, with the model of
 :meth:`Tracker.log_pyfunc`) and ``seeds-trial-NNNN`` (:meth:`Tracker.log_seeds`). This module is the
@@ -41,9 +41,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from nnsearch.credentials import scrub
+from nnsearch.config.credentials import scrub
 from nnsearch.errors import NNSearchError
-from nnsearch.tracking_store import check_reachable, experiment_id, open_client
+from nnsearch.tracking.store import check_reachable, experiment_id, open_client
 
 log = logging.getLogger("nnsearch")
 
@@ -117,7 +117,7 @@ class Tracker:
     def __init__(
         self, uri: str, experiment: str, *, trial_plots: str | bool = "complete", task: str | None = None, classes: tuple = (), background: bool = False
     ) -> None:
-        from nnsearch.trial_plots import PLOT_MODES
+        from nnsearch.tracking.trial_plots import PLOT_MODES
 
         if trial_plots is True or trial_plots is False:
             trial_plots = "complete" if trial_plots else "none"
@@ -167,7 +167,7 @@ class Tracker:
         """System, package versions and the user's git commit: tags plus ``environment.json``."""
         from mlflow.entities import RunTag
 
-        from nnsearch import environment
+        from nnsearch.runtime import environment
 
         try:
             info = environment.describe()
@@ -222,7 +222,7 @@ class Tracker:
             log.warning("artifacts of trial %d could not be uploaded: %s", number, err)
 
     def _trial_artifacts(self, out: Path, state: str, folds: list[Any], config_yaml: str | None) -> list[Path]:
-        from nnsearch.trial_plots import write_trial_artifacts
+        from nnsearch.tracking.trial_plots import write_trial_artifacts
 
         files = []
         if config_yaml is not None:

@@ -44,7 +44,7 @@ class Probe:
 
 def smoke_test(cfg: DictConfig, data: Any, fold: Any, space: Any) -> None:
     """Build and train one step of every probe of :func:`probes`; raise the first failure as one line."""
-    from nnsearch.search_space import SearchSpace
+    from nnsearch.study.search_space import SearchSpace
 
     all_probes = probes(space)
     if len(all_probes) > MAX_PROBES:
@@ -120,7 +120,7 @@ def _passes(config: DictConfig, data: Any, fold: Any) -> bool:
 def check_one(config: DictConfig, data: Any, fold: Any) -> None:
     """Build the module of ``config`` and its optimizers, pass a batch through it and train one step."""
     from nnsearch.models.build import build_module
-    from nnsearch.preflight import check_settings
+    from nnsearch.study.preflight import check_settings
 
     check_settings(config)
     module = build_module(config, data, fold, [])
@@ -204,7 +204,7 @@ def smoke_own_code(cfg: DictConfig, data: Any, fold: Any, metrics: list[str]) ->
     import lightning as L
 
     from nnsearch.fit.fold import configured_callbacks
-    from nnsearch.metrics import metric_names
+    from nnsearch.models.metrics import metric_names
     from nnsearch.models.build import build_module
     from nnsearch.models.user import LoggedHistory, build_user_module, epoch_values, is_user_module
 
@@ -215,7 +215,7 @@ def smoke_own_code(cfg: DictConfig, data: Any, fold: Any, metrics: list[str]) ->
         if hasattr(fold, "train_rows") or getattr(data, "kind", None) == "datamodule":
             train, val = data.loaders(fold, seed=0)
         else:
-            from nnsearch.batches import TensorBatches
+            from nnsearch.data.batches import TensorBatches
 
             train = TensorBatches(fold.x_train, fold.y_train, int(cfg.data.batch_size))
             val = TensorBatches(fold.x_val, fold.y_val_scaled, int(cfg.data.batch_size))

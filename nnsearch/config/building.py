@@ -83,3 +83,20 @@ def build_sampler(cfg: DictConfig, grid: dict[str, list] | None = None, *, seed:
 
 def build_pruner(cfg: DictConfig) -> Any:
     return build("pruner", cfg.pruner)
+
+
+def instantiate_node(where: str, node: Any, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate`` with a failure (an import that fails, a bad keyword) as one line naming ``where``."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    if not isinstance(node, dict) or not node.get("_target_") or node.get("_target_") == "???":
+        raise NNSearchError(f"{where}._target_ is not set: name your class, e.g. {where}._target_=mylab.data.MyData.")
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as err:
+        cause = err.__cause__ or err
+        first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        if isinstance(cause, (ImportError, AttributeError)) or "Error locating target" in str(err):
+            raise NNSearchError(f"{where}._target_={node['_target_']}: cannot import it ({first}); is its package in the folder you run from?") from None
+        raise NNSearchError(f"{where}: cannot build {node['_target_']}: {first}") from None

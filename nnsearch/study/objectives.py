@@ -2,7 +2,7 @@
 
 ``study.metric`` is a metric name or a list of them; ``study.direction`` a direction, a list of
 directions, or null for each metric's natural one. Besides the CV metrics of the task,
-``n_params`` and ``latency_ms`` (nnsearch.model_metrics) measure the network itself.
+``n_params`` and ``latency_ms`` (nnsearch.models.size) measure the network itself.
 
 ``study.constraints`` maps a metric to bounds, e.g. ``{n_params: {max: 20000}}``; Optuna's
 constraint API (``trial.set_constraint``) records how far each trial is from feasible, the
@@ -20,8 +20,8 @@ from omegaconf import OmegaConf
 
 from nnsearch.data.dataset import Task
 from nnsearch.errors import NNSearchError
-from nnsearch.metrics import metric_names, resolve_objective
-from nnsearch.model_metrics import MODEL_METRICS
+from nnsearch.models.metrics import metric_names, resolve_objective
+from nnsearch.models.size import MODEL_METRICS
 
 
 @dataclass(frozen=True)

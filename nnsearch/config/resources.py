@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent
+PACKAGE = Path(__file__).resolve().parent.parent  # the nnsearch package (this module is in nnsearch/config)
 INSTALLED = PACKAGE / "_resources"  # the wheel's copy (package data)
 CHECKOUT = PACKAGE.parent  # the repository root, in a source checkout or an editable install
 

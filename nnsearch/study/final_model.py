@@ -69,7 +69,7 @@ def fit_final(cfg: DictConfig, dev: Any, test: Any | None, *, seed: int, epochs:
     """Train ``cfg`` on every row of ``dev``; evaluate on ``test`` when there is one."""
     import torch
 
-    from nnsearch.batches import TensorBatches
+    from nnsearch.data.batches import TensorBatches
     from nnsearch.cv.splits import fit_scaler, prepare_fold
     from nnsearch.fit import FitSettings, Job, fit
     from nnsearch.fit.fold import VAL_BATCH, on_device
@@ -164,7 +164,7 @@ class OwnModel(mlflow.pyfunc.PythonModel):
     def __init__(self, module: Any, classes: tuple = ()) -> None:
         self.module, self.classes = module.cpu().eval(), tuple(classes)
 
-    def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201 - MLflow reads type hints as an input schema
+    def predict(self, context: Any, model_input: np.ndarray, params: dict | None = None) -> Any:
         import torch
 
         x = torch.as_tensor(np.asarray(model_input, dtype=np.float32))
@@ -350,7 +350,7 @@ def _log_pyfunc(tracker: Any, run_id: str, fit: FinalFit, dev: Any, register_nam
 
 def _requirements() -> dict[str, str]:
     """Pinned versions of what the model needs to load (no slow environment inference)."""
-    from nnsearch.environment import package_versions
+    from nnsearch.runtime.environment import package_versions
 
     names = ("torch", "numpy", "pandas", "scikit-learn", "mlflow", "cloudpickle", "omegaconf", "hydra-core", "lightning", "torchmetrics")
     return package_versions(names)

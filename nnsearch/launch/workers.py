@@ -1,6 +1,6 @@
 """Running one study in several worker processes that share its storage.
 
-Each worker is a full process (``python -m nnsearch.worker CONFIG``) that asks the shared study
+Each worker is a full process (``python -m nnsearch.launch.worker CONFIG``) that asks the shared study
 for its next trial as soon as it finishes one: no batch barrier, so no worker waits for the
 slowest trial of a batch. Placement comes from existing engines: plain local processes, pinned to
 GPUs with ``CUDA_VISIBLE_DEVICES``, or submitit (SLURM job arrays; its local executor on one machine).
@@ -25,7 +25,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from nnsearch.credentials import exported, redacted_yaml, worker_environment
+from nnsearch.config.credentials import exported, redacted_yaml, worker_environment
 from nnsearch.errors import NNSearchError
 from nnsearch.storage import is_journal
 
@@ -100,7 +100,7 @@ def write_worker_config(cfg: DictConfig, spec: WorkerSpec, folder: Path) -> Path
     """The resolved config a worker runs, readable by its owner only.
 
     Passwords are masked in it: the worker gets those URLs in its environment
-    (:func:`nnsearch.credentials.worker_environment`).
+    (:func:`nnsearch.config.credentials.worker_environment`).
     """
     worker_cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     worker_cfg.runtime.threads = spec.threads
@@ -124,7 +124,7 @@ def write_worker_config(cfg: DictConfig, spec: WorkerSpec, folder: Path) -> Path
 
 
 def _output_folder() -> Path:
-    from nnsearch.report import output_dir
+    from nnsearch.study.report import output_dir
 
     return output_dir() / "workers"
 
@@ -134,7 +134,7 @@ def launch_workers(cfg: DictConfig, study: Any, storage: Any, *, on_dead: Any = 
 
     ``on_dead(trial, reason)`` records a trial whose worker died (its MLflow run).
     """
-    from nnsearch.study import n_finished, reap_dead_trials
+    from nnsearch.study.trials import n_finished, reap_dead_trials
 
     def reap(dead_workers: set[str] | None = None) -> None:
         reap_dead_trials(study, storage, max_retry=int(cfg.launch.max_retry), dead_workers=dead_workers, on_dead=on_dead)
@@ -157,16 +157,16 @@ def launch_workers(cfg: DictConfig, study: Any, storage: Any, *, on_dead: Any = 
 def _start(spec: WorkerSpec, config: Path, lifeline: int) -> subprocess.Popen:
     """A worker process; ``lifeline`` is the read end of a pipe whose write end only this process
     holds, so the worker stops when this process is gone (``interrupt.stop_when_launcher_dies``)."""
-    from nnsearch.interrupt import LAUNCHER_FD_ENV
+    from nnsearch.runtime.interrupt import LAUNCHER_FD_ENV
 
     env = {**spec.env(), LAUNCHER_FD_ENV: str(lifeline)}
-    return subprocess.Popen([sys.executable, "-m", "nnsearch.worker", str(config)], env=env, pass_fds=(lifeline,))
+    return subprocess.Popen([sys.executable, "-m", "nnsearch.launch.worker", str(config)], env=env, pass_fds=(lifeline,))
 
 
 def _run_local(cfg: DictConfig, study: Any, specs: list[WorkerSpec], configs: dict[int, Path], reap: Any) -> None:
     import socket
 
-    from nnsearch.study import n_finished
+    from nnsearch.study.trials import n_finished
 
     host = socket.gethostname()
     lifeline, keep = os.pipe()  # ``keep`` is never written; it closes when this process exits, however it dies
@@ -209,7 +209,7 @@ def _run_submitit(cfg: DictConfig, specs: list[WorkerSpec], configs: dict[int, P
         import submitit
     except ImportError as err:
         raise NNSearchError(f"launch.backend=submitit needs the submitit package: {err}") from None
-    from nnsearch.worker import run
+    from nnsearch.launch.worker import run
 
     options = OmegaConf.to_container(cfg.launch.submitit, resolve=True)
     cluster = options.pop("cluster", None)
@@ -237,7 +237,7 @@ def serve_storage(cfg: DictConfig) -> None:
     """
     from optuna.storages import run_grpc_proxy_server
 
-    from nnsearch.credentials import redact
+    from nnsearch.config.credentials import redact
     from nnsearch.storage import open_storage
 
     url = cfg.study.storage

@@ -99,7 +99,7 @@ def check_resume(record: Any, cfg: DictConfig, digest: str, *, where: str) -> No
     A study without a stored config (created before nnsearch kept one, or never started a trial)
     has nothing to compare against and is accepted.
     """
-    from nnsearch.study_record import CONFIG, DATA
+    from nnsearch.study.record import CONFIG, DATA
 
     study = record.study
     if not study.get_trials(deepcopy=False):
@@ -122,7 +122,7 @@ def check_resume(record: Any, cfg: DictConfig, digest: str, *, where: str) -> No
 
 
 def remember_data(record: Any, digest: str) -> None:
-    """Store the data digest on the study (its config is stored by :func:`nnsearch.report.remember_config`)."""
-    from nnsearch.study_record import DATA
+    """Store the data digest on the study (its config is stored by :func:`nnsearch.study.report.remember_config`)."""
+    from nnsearch.study.record import DATA
 
     record.set(DATA, digest)

@@ -4,7 +4,7 @@ A study may name the user's code, e.g. ``model._target_: mylab.nets.Net``. ``pyt
 puts the current folder first on ``sys.path``, but only in its own process, and the installed
 ``nnsearch`` command does not at all. The processes nnsearch starts differ too: spawned fold
 processes and DDP ranks copy the parent's ``sys.path``; a launched worker (``python -m
-nnsearch.worker``) gets the folder it starts in, which is another one under
+nnsearch.launch.worker``) gets the folder it starts in, which is another one under
 ``hydra.job.chdir=true``; a submitit job on a SLURM node gets whatever folder the job starts in.
 
 So the CLI puts the folder it was started from on ``sys.path`` and at the front of

@@ -64,3 +64,24 @@ class FoldPruning(L.Callback):
         self.trial.report(float(logged[self.monitor]), step)
         if self.trial.should_prune():
             raise FoldPruned(self.fold, epoch, step)
+
+
+TrialTicket = tuple[str, int, Any]  # (study name, trial number, pruner): what a helper process needs to reopen a trial
+
+
+def trial_ticket(trial: optuna.Trial | None) -> TrialTicket | None:
+    """What a fold process or a DDP rank needs to report to ``trial`` through its own storage connection."""
+    return None if trial is None else (trial.study.study_name, trial.number, trial.study.pruner)
+
+
+def reopen_trial(storage: Any, ticket: TrialTicket | None) -> optuna.Trial | None:
+    """The running trial of ``ticket``, read afresh from ``storage`` (with every step reported so far).
+
+    The pruner then sees the trial's earlier reports, as it would in the study's own process.
+    """
+    if ticket is None:
+        return None
+    study_name, number, pruner = ticket
+    trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study_name), number)
+    study = optuna.load_study(study_name=study_name, storage=storage, pruner=pruner, sampler=optuna.samplers.RandomSampler())
+    return optuna.trial.Trial(study, trial_id)

@@ -7,12 +7,12 @@ What a user gets, without opening any child run:
   held-out test score beside the CV estimate, and where everything was written;
 - parent run artifacts: ``leaderboard.csv`` (top ``report.top_k``), ``pareto_front.csv`` (several
   objectives), ``best_config.yaml`` (and ``pareto/trial-NNNN.yaml``), ``plots/*.png`` (Optuna's
-  study plots, :mod:`nnsearch.study_plots`), uploaded in one call; metrics ``best/{metric}``,
+  study plots, :mod:`nnsearch.tracking.study_plots`), uploaded in one call; metrics ``best/{metric}``,
   ``best/{metric}_std`` and ``test/{metric}``;
-- a ``final-model`` child run with the retrained model (:mod:`nnsearch.final_model`).
+- a ``final-model`` child run with the retrained model (:mod:`nnsearch.study.final_model`).
 
 Which trial is exported and retrained: the best one; with several objectives, the Pareto trial
-best on ``report.pareto_pick`` (default: the first objective), see :mod:`nnsearch.leaderboard`.
+best on ``report.pareto_pick`` (default: the first objective), see :mod:`nnsearch.tracking.leaderboard`.
 ``best_config.yaml`` re-runs it (``python -m nnsearch --config-path DIR --config-name best_config``).
 """
 
@@ -26,8 +26,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from nnsearch.credentials import redact, redacted_yaml, scrub
-from nnsearch.search_space import SearchSpace
+from nnsearch.config.credentials import redact, redacted_yaml, scrub
+from nnsearch.study.search_space import SearchSpace
 
 log = logging.getLogger("nnsearch")
 
@@ -83,7 +83,7 @@ def remember_config(record: Any, cfg: DictConfig, metrics: list[str]) -> None:
     from the configuration the trials actually ran with, whatever overrides the command line
     repeats.
     """
-    from nnsearch.study_record import CONFIG
+    from nnsearch.study.record import CONFIG
 
     record.set(CONFIG, redacted_yaml(cfg))  # the commands take the URLs from their own command line
     if record.study.metric_names != list(metrics):
@@ -114,7 +114,7 @@ def _setting(cfg: DictConfig, path: str, default: Any) -> Any:
 
 def finish(cfg: DictConfig, record: Any, tracker: Any, p: dict[str, Any], *, reason: str, seconds: float, helper: Any = None) -> None:
     """Print the summary, write the report and the exports, retrain the chosen configuration,
-    and close the parent run as FINISHED. ``record``: the study's :class:`~nnsearch.study_record.StudyRecord`.
+    and close the parent run as FINISHED. ``record``: the study's :class:`~nnsearch.study.record.StudyRecord`.
 
     ``helper``: the study's :class:`~nnsearch.cv.pool.FoldPool`, if it has one. Its processes
     are idle once the trials are done, so one of them draws the study plots (~3 s: fANOVA and its
@@ -125,10 +125,10 @@ def finish(cfg: DictConfig, record: Any, tracker: Any, p: dict[str, Any], *, rea
     """
     from optuna.trial import TrialState
 
-    from nnsearch import leaderboard
-    from nnsearch.trial_plots import write_csv
+    from nnsearch.tracking import leaderboard
+    from nnsearch.tracking.trial_plots import write_csv
 
-    metrics_names = list(p["objectives"].metrics)
+    metrics_names = list(p.objectives.metrics)
     study = record.study
     remember_config(record, cfg, metrics_names)
     counts = {s.name.lower(): len(study.get_trials(deepcopy=False, states=(s,))) for s in (TrialState.COMPLETE, TrialState.PRUNED)}
@@ -205,7 +205,7 @@ def finish(cfg: DictConfig, record: Any, tracker: Any, p: dict[str, Any], *, rea
 
 def _start_study_plots(cfg: DictConfig, study: Any, out_dir: Path, metrics: list[str], pick: str, helper: Any) -> Any:
     """The study plots, drawn by ``helper`` (a Future of their paths), or here (None) when there is no helper."""
-    from nnsearch.study_plots import write_stored_study_plots, write_study_plots
+    from nnsearch.tracking.study_plots import write_stored_study_plots, write_study_plots
 
     if helper is not None:
         try:
@@ -218,7 +218,7 @@ def _start_study_plots(cfg: DictConfig, study: Any, out_dir: Path, metrics: list
 
 def _wait_for_study_plots(plots: Any, study: Any, out_dir: Path, metrics: list[str], pick: str) -> None:
     """The helper's plots; if its process failed (died, or could not load the study), they are drawn here."""
-    from nnsearch.study_plots import write_study_plots
+    from nnsearch.tracking.study_plots import write_study_plots
 
     try:
         plots.result()
@@ -248,13 +248,13 @@ def final_model(cfg: DictConfig, tracker: Any, record: Any, p: dict[str, Any], r
     """Retrain the chosen trial on all development rows, score it on the test split, log it.
 
     A resumed study whose chosen trial did not change keeps the final model it already logged
-    (its ``final-model`` run, found through the study record ``nnsearch.final_model``): the
+    (its ``final-model`` run, found through the study record ``nnsearch.study.final_model``): the
     same trial retrained again would be the same model; ``again`` (``command=final``) retrains
     anyway. A failure here is reported, not raised: the study itself is complete and recorded.
     """
     from nnsearch.cv.splits import fold_seed
-    from nnsearch.final_model import fit_final, final_epochs, log_final_model
-    from nnsearch.study_record import FINAL_MODEL
+    from nnsearch.study.final_model import fit_final, final_epochs, log_final_model
+    from nnsearch.study.record import FINAL_MODEL
 
     chosen = ranking.chosen
     earlier = None if again else _existing_final_model(tracker, record, chosen.number)
@@ -266,9 +266,9 @@ def final_model(cfg: DictConfig, tracker: Any, record: Any, p: dict[str, Any], r
     seed = fold_seed(int(trial_cfg.seed), 0)  # the seed of the chosen trial's fold 0
     log.info("final model: retraining trial %d on all development rows", chosen.number)
     try:
-        fit = fit_final(trial_cfg, p["data"], p["test"], seed=seed, epochs=final_epochs(cfg, chosen, len(p["folds"])))
+        fit = fit_final(trial_cfg, p.data, p.test, seed=seed, epochs=final_epochs(cfg, chosen, len(p.folds)))
         register = _setting(cfg, "final.register_name", None)
-        run_id = log_final_model(tracker, fit, p["data"], trial=chosen, params=chosen.params, register_name=register, log_model=bool(_setting(cfg, "final.log_model", True)))
+        run_id = log_final_model(tracker, fit, p.data, trial=chosen, params=chosen.params, register_name=register, log_model=bool(_setting(cfg, "final.log_model", True)))
     except Exception as err:  # noqa: BLE001 - the search's results stand without the final model
         log.warning("final model: retraining trial %d failed: %s", chosen.number, err)
         return [f"Final model: retraining failed ({err})"]
@@ -282,7 +282,7 @@ def final_model(cfg: DictConfig, tracker: Any, record: Any, p: dict[str, Any], r
 
 def _existing_final_model(tracker: Any, record: Any, number: int) -> Any:
     """The FINISHED ``final-model`` run this study logged for trial ``number``, if it still exists."""
-    from nnsearch.study_record import FINAL_MODEL
+    from nnsearch.study.record import FINAL_MODEL
 
     earlier = record.get(FINAL_MODEL) or {}
     if earlier.get("trial") != number or not earlier.get("run_id"):

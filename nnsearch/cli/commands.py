@@ -42,10 +42,10 @@ def load_finished_study(cfg: DictConfig) -> tuple[Any, DictConfig]:
     the configuration its trials ran with."""
     import optuna
 
-    from nnsearch.app import optuna_logging_to_warnings
-    from nnsearch.credentials import redact
+    from nnsearch.study.session import optuna_logging_to_warnings
+    from nnsearch.config.credentials import redact
     from nnsearch.storage import open_storage
-    from nnsearch.study_record import CONFIG, StudyRecord
+    from nnsearch.study.record import CONFIG, StudyRecord
 
     optuna_logging_to_warnings()
     storage = open_storage(cfg.study.storage)
@@ -73,7 +73,7 @@ def load_finished_study(cfg: DictConfig) -> tuple[Any, DictConfig]:
 
 
 def _ranking(study: Any, cfg: DictConfig) -> Any:
-    from nnsearch import leaderboard
+    from nnsearch.tracking import leaderboard
     raw = cfg.study.metric
     metrics = [str(m) for m in (raw if OmegaConf.is_list(raw) or isinstance(raw, (list, tuple)) else [raw])]
     if len(metrics) != len(study.directions):
@@ -85,7 +85,7 @@ def _ranking(study: Any, cfg: DictConfig) -> Any:
 
 
 def show_leaderboard(cfg: DictConfig) -> None:
-    from nnsearch import leaderboard
+    from nnsearch.tracking import leaderboard
 
     record, ran = load_finished_study(cfg)
     study = record.study
@@ -100,7 +100,7 @@ def show_leaderboard(cfg: DictConfig) -> None:
 
 
 def export(cfg: DictConfig) -> None:
-    from nnsearch.report import export_configs, output_dir
+    from nnsearch.study.report import export_configs, output_dir
 
     record, ran = load_finished_study(cfg)
     study = record.study
@@ -117,9 +117,9 @@ def export(cfg: DictConfig) -> None:
 def _tracker_of(record: Any, ran: DictConfig) -> Any:
     """A tracker writing under the study's existing parent run (not reopened, not re-closed): its
     ``seeds`` and ``final-model`` child runs (:meth:`Tracker.log_seeds`, :meth:`Tracker.final_run`)."""
-    from nnsearch.app import absolute_tracking_uri
-    from nnsearch.study_record import PARENT_RUN
-    from nnsearch.tracking import Tracker
+    from nnsearch.study.session import absolute_tracking_uri
+    from nnsearch.study.record import PARENT_RUN
+    from nnsearch.tracking.runs import Tracker
 
     tracker = Tracker(absolute_tracking_uri(ran.tracking.uri), ran.tracking.experiment)
     tracker.parent_run_id = record.get(PARENT_RUN)
@@ -128,11 +128,11 @@ def _tracker_of(record: Any, ran: DictConfig) -> Any:
 
 def seeds(cfg: DictConfig) -> None:
     """Cross-validate (and test) the chosen configuration with several seeds: is it robust?"""
-    from nnsearch.app import _prepare
-    from nnsearch.final_model import final_epochs, fit_final
-    from nnsearch.objective import summarize_folds
-    from nnsearch.report import best_config, output_dir
-    from nnsearch.trial_plots import write_csv
+    from nnsearch.study.session import prepare
+    from nnsearch.study.final_model import final_epochs, fit_final
+    from nnsearch.study.objective import summarize_folds
+    from nnsearch.study.report import best_config, output_dir
+    from nnsearch.tracking.trial_plots import write_csv
     from nnsearch.cv.in_turn import InTurn
     from nnsearch.cv.splits import fold_seed
 
@@ -144,15 +144,15 @@ def seeds(cfg: DictConfig) -> None:
     if n < 1:
         raise NNSearchError(f"final.seeds must be a positive integer, got {n}.")
     base_cfg = best_config(ran, chosen.params, chosen.number)
-    p = _prepare(base_cfg)
-    epochs = final_epochs(ran, chosen, len(p["folds"]))
+    p = prepare(base_cfg)
+    epochs = final_epochs(ran, chosen, len(p.folds))
     table = []
     for i in range(n):
         seed = int(base_cfg.seed) + i
-        cv = summarize_folds(InTurn(p["data"], p["folds"]).fit_folds(base_cfg, seed=seed, epoch_metrics=p["epoch_metrics"], results=[]))
+        cv = summarize_folds(InTurn(p.data, p.folds).fit_folds(base_cfg, seed=seed, epoch_metrics=p.epoch_metrics, results=[]))
         row: dict[str, Any] = {"seed": seed, **{k: v for k, v in cv.items() if not k.endswith("_std")}}
-        if p["test"] is not None:
-            fit = fit_final(base_cfg, p["data"], p["test"], seed=fold_seed(seed, 0), epochs=epochs)
+        if p.test is not None:
+            fit = fit_final(base_cfg, p.data, p.test, seed=fold_seed(seed, 0), epochs=epochs)
             row.update({f"test/{k}": v for k, v in fit.test_metrics.items()})
         table.append(row)
         log.info("seed %d: %s", seed, ", ".join(f"{k} = {v:.4f}" for k, v in row.items() if k != "seed" and k.split("/")[-1] in ranking.metrics))
@@ -168,14 +168,14 @@ def seeds(cfg: DictConfig) -> None:
 
 def final(cfg: DictConfig) -> None:
     """Retrain the chosen configuration and log (and optionally register) the MLflow model."""
-    from nnsearch.app import _prepare
-    from nnsearch.report import best_config, final_model
-    from nnsearch.credentials import redact
+    from nnsearch.study.session import prepare
+    from nnsearch.study.report import best_config, final_model
+    from nnsearch.config.credentials import redact
 
     record, ran = load_finished_study(cfg)
     study = record.study
     ranking = _ranking(study, ran)
-    p = _prepare(best_config(ran, ranking.chosen.params, ranking.chosen.number))
+    p = prepare(best_config(ran, ranking.chosen.params, ranking.chosen.number))
     tracker = _tracker_of(record, ran)
     if not tracker.parent_run_id:
         raise NNSearchError(f"Study '{study.study_name}' has no MLflow parent run in {redact(tracker.uri)}; run the study first.")

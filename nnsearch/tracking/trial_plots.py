@@ -5,7 +5,7 @@ Files (the same names in every trial, so MLflow's compare view lines them up):
 - ``tables/fold_metrics.csv``: one row per fold with every final metric, then ``mean`` and ``std``.
 - ``plots/learning_curves.png``: ``train/loss``, ``val/loss`` and each ``val/{metric}`` per epoch,
   one line per fold.
-- with the folds' validation predictions (:mod:`nnsearch.predictions`), pooled out of fold:
+- with the folds' validation predictions (:mod:`nnsearch.fit.predictions`), pooled out of fold:
   ``plots/confusion_matrix.png`` (classification), ``plots/roc_pr.png`` (ROC and
   precision-recall; one-vs-rest per class for multiclass), ``plots/regression.png``
   (predicted vs true and residuals), each drawn by scikit-learn's display for it
@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from nnsearch.predictions import Predictions, pooled
+from nnsearch.fit.predictions import Predictions, pooled
 
 DPI = 100  # the MLflow artifact viewer shows a PNG at its pixel size: 100 dpi makes 8 pt text 11 px tall
 TICK, LABEL, TITLE = 8, 9, 10  # font sizes in points; nothing smaller than 8 pt

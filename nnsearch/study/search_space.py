@@ -42,7 +42,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from nnsearch.errors import NNSearchError
-from nnsearch.resources import conf_dir
+from nnsearch.config.resources import conf_dir
 
 TYPES = ("float", "int", "categorical")
 _KEYS = {

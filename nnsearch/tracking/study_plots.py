@@ -41,7 +41,7 @@ def write_study_plots(study: Any, out_dir: Path, *, metrics: list[str], pick: st
     import optuna.visualization.matplotlib as ovm
     from optuna.trial import TrialState
 
-    from nnsearch import trial_plots
+    from nnsearch.tracking import trial_plots
 
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
@@ -90,7 +90,7 @@ def write_study_plots(study: Any, out_dir: Path, *, metrics: list[str], pick: st
 def write_stored_study_plots(storage_url: str | None, study_name: str, out_dir: Path, *, metrics: list[str], pick: str | None = None) -> list[Path]:
     """:func:`write_study_plots` of the study as stored, for another process on this machine (a
     fold process, idle once the trials are done, draws them while the study's process retrains
-    the final model: see :func:`nnsearch.report.finish`)."""
+    the final model: see :func:`nnsearch.study.report.finish`)."""
     import optuna
 
     from nnsearch.storage import open_storage

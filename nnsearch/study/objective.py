@@ -14,14 +14,14 @@ from nnsearch.cv.in_turn import InTurn
 from nnsearch.cv.splits import FoldCache
 from nnsearch.data.dataset import Dataset
 from nnsearch.errors import NNSearchError, TrialFailed, TrialSkipped
-from nnsearch.interrupt import Interruption
-from nnsearch.objectives import Objectives
-from nnsearch.search_space import SearchSpace
-from nnsearch.credentials import redacted_yaml
-from nnsearch.study import CLAIMED, mark_owner
-from nnsearch.tracking import TRIAL_RUN_ATTR, Tracker
+from nnsearch.runtime.interrupt import Interruption
+from nnsearch.study.objectives import Objectives
+from nnsearch.study.search_space import SearchSpace
+from nnsearch.config.credentials import redacted_yaml
+from nnsearch.study.trials import CLAIMED, mark_owner
+from nnsearch.tracking.runs import TRIAL_RUN_ATTR, Tracker
 from nnsearch.fit.fold import FoldResult
-from nnsearch.pruning import FoldPruned
+from nnsearch.fit.pruning import FoldPruned
 
 log = logging.getLogger("nnsearch")
 
@@ -183,8 +183,8 @@ class Objective:
         names = self.objectives.model_metrics
         if not names:
             return {}
-        from nnsearch.building import build_network
-        from nnsearch.model_metrics import measure
+        from nnsearch.config.building import build_network
+        from nnsearch.models.size import measure
 
         net = build_network(trial_cfg, self.data.input_shape, self.data.n_outputs)
         return measure(names, net, self.folds.get(0).x_val)

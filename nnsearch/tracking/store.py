@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from nnsearch.credentials import exported, redact, scrub
+from nnsearch.config.credentials import exported, redact, scrub
 from nnsearch.errors import NNSearchError
 
 try:

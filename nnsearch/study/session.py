@@ -1,58 +1,57 @@
-"""The main job: validate everything, open the study and its MLflow runs, run trials, report.
+"""A study's session: the config checked and turned into what trials need (:class:`Prepared`), the
+Optuna study and its MLflow parent run opened, and trials run in this process.
 
-Every check that can fail on user input runs before the study or any MLflow run is created, so
-a bad command leaves nothing behind.
+Every check that can fail on user input runs in :func:`prepare`, before the study or any MLflow
+run is created, so a bad command leaves nothing behind. Launchers (:mod:`nnsearch.launch.run`)
+and workers build on these steps; commands on a finished study reuse :func:`prepare`.
 """
 
 from __future__ import annotations
 
 import logging
-import signal
-import sys
-import warnings
 import time
-from pathlib import Path
+import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from nnsearch.errors import NNSearchError, StudyFailed
+from nnsearch.errors import NNSearchError
 
 log = logging.getLogger("nnsearch")
 
 
-def run_study_cli(cfg: DictConfig) -> int:
-    """Run the study; a user-fixable problem becomes one line on stderr and exit code 2."""
-    from nnsearch.studies import STUDY_FILE_ERROR
+@dataclass(frozen=True)
+class Prepared:
+    """Everything a study derives from its config, checked once, before anything is written.
 
-    try:
-        if cfg.get(STUDY_FILE_ERROR):
-            raise NNSearchError(cfg[STUDY_FILE_ERROR])
-        command = cfg.get("command", "run")
-        if command == "run":
-            run_study(cfg)
-        elif command == "storage_server":
-            from nnsearch.launch import serve_storage
+    ``data`` is the development set that cross-validation splits; ``test`` the held-out rows
+    (``cv.test_size``) that no trial sees, or None.
+    """
 
-            serve_storage(cfg)
-        else:
-            from nnsearch.commands import run_command
+    data: Any
+    test: Any
+    objectives: Any  # nnsearch.study.objectives.Objectives
+    space: Any  # nnsearch.study.search_space.SearchSpace
+    folds: Any  # nnsearch.cv.FoldCache
+    sampler: Any
+    grid: dict[str, list] | None
+    pruner: Any
+    epoch_metrics: list[str]
+    warm_start: list[dict[str, Any]]
+    own_code: Any = None  # OwnCode: which parts are the user's code
 
-            run_command(cfg)
-    except NNSearchError as err:
-        from nnsearch.run_dir import remove_unused_run_dir
+    @property
+    def metric(self) -> str:
+        return self.objectives.metrics[0]
 
-        remove_unused_run_dir()
-        print(f"nnsearch: error: {err}", file=sys.stderr)
-        return err.exit_code
-    except KeyboardInterrupt as stop:
-        print("nnsearch: interrupted; run the same command again to resume the study.", file=sys.stderr)
-        return 128 + (stop.args[0] if stop.args and isinstance(stop.args[0], int) else signal.SIGINT)
-    return 0
+    @property
+    def direction(self) -> str:
+        return self.objectives.directions[0]
 
 
-def _prepare(cfg: DictConfig) -> dict[str, Any]:
+def prepare(cfg: DictConfig) -> Prepared:
     """Everything derived from the config, checked; nothing written yet.
 
     ``data`` is the development set that cross-validation splits; ``test`` the held-out rows
@@ -60,11 +59,11 @@ def _prepare(cfg: DictConfig) -> dict[str, Any]:
     """
     import torch
 
-    from nnsearch.building import build, build_pruner, build_sampler
+    from nnsearch.config.building import build, build_pruner, build_sampler
     from nnsearch.cv import FoldCache, holdout_split, make_splits
-    from nnsearch.objectives import resolve_objectives
-    from nnsearch.preflight import check_sampler, check_settings, check_stores
-    from nnsearch.search_space import SearchSpace
+    from nnsearch.study.objectives import resolve_objectives
+    from nnsearch.study.preflight import check_sampler, check_settings, check_stores
+    from nnsearch.study.search_space import SearchSpace
     from nnsearch.fit.settings import FitSettings
     from nnsearch.fit.trainer import quiet_lightning
 
@@ -96,7 +95,7 @@ def _prepare(cfg: DictConfig) -> dict[str, Any]:
     splits = make_splits(data, folds=cfg.cv.folds, seed=cfg.cv.seed, shuffle=cfg.cv.shuffle, stratified=cfg.cv.stratified)
     folds = FoldCache(data, splits)
     if own_code:
-        from nnsearch.smoke import smoke_own_code
+        from nnsearch.study.smoke import smoke_own_code
 
         if own_code.data:
             data.prepare(len(splits))
@@ -110,20 +109,8 @@ def _prepare(cfg: DictConfig) -> dict[str, Any]:
     _check_pruner(pruner, objectives)
     cv_metrics = [m for m in objectives.metrics if m not in objectives.model_metrics]
     epoch_metrics = list(cfg.tracking.get("epoch_metrics") or cv_metrics[:1])
-    return dict(
-        data=data,
-        test=test,
-        objectives=objectives,
-        metric=objectives.metrics[0],
-        direction=objectives.directions[0],
-        space=space,
-        folds=folds,
-        sampler=sampler,
-        grid=grid,
-        pruner=pruner,
-        epoch_metrics=epoch_metrics,
-        warm_start=warm_start,
-    )
+    return Prepared(data=data, test=test, objectives=objectives, space=space, folds=folds, sampler=sampler, grid=grid, pruner=pruner,
+                    epoch_metrics=epoch_metrics, warm_start=warm_start, own_code=own_code)
 
 
 @dataclass(frozen=True)
@@ -226,8 +213,8 @@ def _no_traceback_for_failed_trials(record: logging.LogRecord) -> bool:
 
 def _smoke_test(cfg: DictConfig, data: Any, folds: Any, space: Any = None) -> None:
     """Build every setting the study will use and train it one step on fold 0, so that what would
-    fail every trial fails once, before the study exists (see :mod:`nnsearch.smoke`)."""
-    from nnsearch.smoke import smoke_test
+    fail every trial fails once, before the study exists (see :mod:`nnsearch.study.smoke`)."""
+    from nnsearch.study.smoke import smoke_test
 
     smoke_test(cfg, data, folds.get(0), space)
 
@@ -246,35 +233,35 @@ def absolute_tracking_uri(uri: str) -> str:
     return uri
 
 
-def open_study_and_parent(cfg: DictConfig, p: dict[str, Any], *, worker: bool = False) -> tuple[Any, Any, Any]:
+def open_study_and_parent(cfg: DictConfig, p: Prepared, *, worker: bool = False) -> tuple[Any, Any, Any]:
     """Open (or resume) the Optuna study and its MLflow parent run; returns the study, the
-    tracker and the study's record (:class:`nnsearch.study_record.StudyRecord`, its storage inside).
+    tracker and the study's record (:class:`nnsearch.study.record.StudyRecord`, its storage inside).
 
     A resumed study must have the identity settings and data its trials ran with
-    (:mod:`nnsearch.identity`). The process that created the study opens the MLflow parent run;
+    (:mod:`nnsearch.study.identity`). The process that created the study opens the MLflow parent run;
     a worker, or another process joining the study, attaches to the parent run recorded on the
     study, without changing its status.
     """
-    from nnsearch import identity
-    from nnsearch.objective import type_name
-    from nnsearch.credentials import redact
+    from nnsearch.study import identity
+    from nnsearch.study.objective import type_name
+    from nnsearch.config.credentials import redact
     from nnsearch.storage import storage_from_config
-    from nnsearch.study import enqueue, n_finished, open_study
-    from nnsearch.study_record import PARENT_RUN, StudyRecord
-    from nnsearch.tracking import Tracker
+    from nnsearch.study.trials import enqueue, n_finished, open_study
+    from nnsearch.study.record import PARENT_RUN, StudyRecord
+    from nnsearch.tracking.runs import Tracker
 
     storage_url = cfg.study.storage
     where = redact(storage_url) if storage_url else "optuna.journal"
     storage = storage_from_config(cfg)
-    study, created = open_study(cfg.study.name, storage, directions=p["objectives"].directions, sampler=p["sampler"], pruner=p["pruner"])
+    study, created = open_study(cfg.study.name, storage, directions=p.objectives.directions, sampler=p.sampler, pruner=p.pruner)
     record = StudyRecord(study, storage)
-    arrays = p["data"].fingerprint() if hasattr(p["data"], "fingerprint") else (p["data"].X, p["data"].y)
+    arrays = p.data.fingerprint() if hasattr(p.data, "fingerprint") else (p.data.X, p.data.y)
     digest = None if worker else identity.data_digest(*arrays)  # the launcher checked and stored it
     if not worker:
         identity.check_resume(record, cfg, digest, where=where)
     configured_seed = cfg.sampler.get("seed")
     _seed_this_process(cfg, p, study, created=created)
-    data = p["data"]
+    data = p.data
     tracker = Tracker(
         absolute_tracking_uri(cfg.tracking.uri),
         cfg.tracking.experiment,
@@ -286,17 +273,17 @@ def open_study_and_parent(cfg: DictConfig, p: dict[str, Any], *, worker: bool = 
     if worker:
         tracker.parent_run_id = record.get(PARENT_RUN)
         return study, tracker, record
-    from nnsearch.report import remember_config
+    from nnsearch.study.report import remember_config
 
-    remember_config(record, cfg, p["objectives"].metrics)  # commands then work on an interrupted study too
+    remember_config(record, cfg, p.objectives.metrics)  # commands then work on an interrupted study too
     identity.remember_data(record, digest)
-    queued = enqueue(study, p["warm_start"])
+    queued = enqueue(study, p.warm_start)
     if queued:
         log.info("warm start: %d configuration(s) queued to run first", queued)
-    log.info("study '%s' on %s: %d/%d trials finished; %s", study.study_name, where, n_finished(study), cfg.study.n_trials, p["data"].describe())
+    log.info("study '%s' on %s: %d/%d trials finished; %s", study.study_name, where, n_finished(study), cfg.study.n_trials, p.data.describe())
     params = {
-        "study.metric": ",".join(p["objectives"].metrics),
-        "study.direction": ",".join(p["objectives"].directions),
+        "study.metric": ",".join(p.objectives.metrics),
+        "study.direction": ",".join(p.objectives.directions),
         "study.constraints": OmegaConf.to_container(cfg.study.constraints) if cfg.study.get("constraints") else "none",
         "sampler": type_name(cfg.sampler),
         "sampler.seed": configured_seed,
@@ -305,19 +292,19 @@ def open_study_and_parent(cfg: DictConfig, p: dict[str, Any], *, worker: bool = 
         "cv.seed": cfg.cv.seed,
         "cv.test_size": cfg.cv.get("test_size", 0.0),
         "seed": cfg.seed,
-        "data": p["data"].name,
-        "model": ", ".join(model_choices(p["space"])) or type_name(cfg.model.get("module") or cfg.model.get("net") or cfg.model),
+        "data": p.data.name,
+        "model": ", ".join(model_choices(p.space)) or type_name(cfg.model.get("module") or cfg.model.get("net") or cfg.model),
         "trainer.max_epochs": cfg.trainer.max_epochs,
-        "search_space": ", ".join(par.path for par in p["space"].parameters) or "(empty)",
+        "search_space": ", ".join(par.path for par in p.space.parameters) or "(empty)",
     }
-    tags = {"optuna.study_name": study.study_name, "study.n_trials": cfg.study.n_trials, "storage": where, "launch.workers": _n_workers(cfg)}
+    tags = {"optuna.study_name": study.study_name, "study.n_trials": cfg.study.n_trials, "storage": where, "launch.workers": n_workers(cfg)}
     if not created:  # a process starting the same new study at the same moment opens its parent run
         _wait_for_parent_run(record)
     run_id, resumed = tracker.open_parent(study.study_name, record.get(PARENT_RUN), params, tags)
     record.set(PARENT_RUN, run_id)
-    objs = p["objectives"]
+    objs = p.objectives
     keys = [m if m in objs.model_metrics else f"cv/{m}" for m in objs.metrics]  # as each trial run logs them
-    tracker.set_trials_view(keys, list(objs.directions), [par.path for par in p["space"].parameters])
+    tracker.set_trials_view(keys, list(objs.directions), [par.path for par in p.space.parameters])
     if resumed:
         log.info("resuming: reattached to MLflow parent run %s", tracker.parent_run_id)
     return study, tracker, record
@@ -327,7 +314,7 @@ def _wait_for_parent_run(record: Any, *, timeout: float = 30.0) -> None:
     """Two processes starting one new study together: the one that created it opens the MLflow
     parent run; the other waits for its id to appear on the study (or, if the creator died before
     that, opens one itself after ``timeout``)."""
-    from nnsearch.study_record import PARENT_RUN
+    from nnsearch.study.record import PARENT_RUN
 
     if record.get(PARENT_RUN) or record.study.get_trials(deepcopy=False):
         return
@@ -338,14 +325,14 @@ def _wait_for_parent_run(record: Any, *, timeout: float = 30.0) -> None:
         time.sleep(0.2)
 
 
-def _seed_this_process(cfg: DictConfig, p: dict[str, Any], study: Any, *, created: bool) -> None:
+def _seed_this_process(cfg: DictConfig, p: Prepared, study: Any, *, created: bool) -> None:
     """Give this process's sampler its own seed (see ``process_seed``); ``cfg.sampler.seed`` then says which."""
     import os
     import socket
 
-    from nnsearch.building import build_sampler
-    from nnsearch.objective import type_name
-    from nnsearch.study import SHARED_SEED_SAMPLERS, process_seed
+    from nnsearch.config.building import build_sampler
+    from nnsearch.study.objective import type_name
+    from nnsearch.study.trials import SHARED_SEED_SAMPLERS, process_seed
 
     seed = cfg.sampler.get("seed")
     if seed is None or type_name(cfg.sampler) in SHARED_SEED_SAMPLERS:
@@ -354,27 +341,27 @@ def _seed_this_process(cfg: DictConfig, p: dict[str, Any], study: Any, *, create
     trials_before = len(study.get_trials(deepcopy=False))
     own = process_seed(int(seed), created=created, trials_before=trials_before, worker_index=worker_index, host=socket.gethostname(), pid=os.getpid())
     if own != seed:
-        study.sampler = build_sampler(cfg, p["grid"], seed=own)
+        study.sampler = build_sampler(cfg, p.grid, seed=own)
         cfg.sampler.seed = own
         log.info("sampler seed %d (derived from sampler.seed=%d: %d trials already in the study, worker %d)", own, seed, trials_before, worker_index)
 
 
-def _n_workers(cfg: DictConfig) -> int:
+def n_workers(cfg: DictConfig) -> int:
     launch = cfg.get("launch") or {}
     gpus = launch.get("gpus")
     return len(gpus) * int(launch.get("workers_per_gpu", 1)) if gpus else int(launch.get("workers", 1))
 
 
-def start_fold_pool(cfg: DictConfig, p: dict[str, Any]) -> Any:
+def start_fold_pool(cfg: DictConfig, p: Prepared) -> Any:
     """The fold processes of ``cv.parallel``, or None; started as early as possible, since they take seconds to boot."""
     from nnsearch.cv.pool import FoldPool
-    from nnsearch.objective import type_name
+    from nnsearch.study.objective import type_name
 
-    return FoldPool.from_config(cfg, p["data"], p["folds"].splits, per_fold_pruning=type_name(cfg.pruner) == "WilcoxonPruner")
+    return FoldPool.from_config(cfg, p.data, p.folds.splits, per_fold_pruning=type_name(cfg.pruner) == "WilcoxonPruner")
 
 
 def record_dead_trial(tracker: Any) -> Any:
-    """``on_dead`` for :func:`nnsearch.study.reap_dead_trials`: the dead trial's MLflow run, FAILED with its reason."""
+    """``on_dead`` for :func:`nnsearch.study.trials.reap_dead_trials`: the dead trial's MLflow run, FAILED with its reason."""
 
     def on_dead(trial: Any, reason: str) -> None:
         started = trial.datetime_start.timestamp() if trial.datetime_start else time.time()
@@ -388,7 +375,7 @@ def record_dead_trial(tracker: Any) -> Any:
 
 
 def run_trials_here(
-    cfg: DictConfig, p: dict[str, Any], study: Any, tracker: Any, record: Any, interruption: Any, *, pool: Any = None, started: float | None = None,
+    cfg: DictConfig, p: Prepared, study: Any, tracker: Any, record: Any, interruption: Any, *, pool: Any = None, started: float | None = None,
     keep_pool: bool = False,
 ) -> str:
     """Run trials in this process until the study (shared with any other worker) is complete.
@@ -397,24 +384,24 @@ def run_trials_here(
     then closes it, after using it for the study plots); else they start here if needed.
     Trials left RUNNING by a dead process are failed and queued again first.
     """
-    from nnsearch.objective import Objective
-    from nnsearch.progress import Progress
-    from nnsearch.study import n_finished, reap_dead_trials, run_trials
+    from nnsearch.study.objective import Objective
+    from nnsearch.tracking.progress import Progress
+    from nnsearch.study.trials import n_finished, reap_dead_trials, run_trials
 
-    objs = p["objectives"]
+    objs = p.objectives
     max_retry = int(OmegaConf.select(cfg, "launch.max_retry", default=2))
 
     def reap() -> None:
         reap_dead_trials(study, record.storage, max_retry=max_retry, on_dead=record_dead_trial(tracker))
 
     progress = Progress.from_config(
-        cfg, total=cfg.study.n_trials, done=n_finished(study), metrics=objs.metrics, directions=objs.directions, folds=len(p["folds"]),
+        cfg, total=cfg.study.n_trials, done=n_finished(study), metrics=objs.metrics, directions=objs.directions, folds=len(p.folds),
         trials=study.get_trials(deepcopy=False), started=started,
     )
     if pool is None and n_finished(study) < cfg.study.n_trials:
         pool = start_fold_pool(cfg, p)
     objective = Objective(
-        cfg, p["data"], p["space"], p["folds"], tracker, objectives=objs, epoch_metrics=p["epoch_metrics"], interruption=interruption, progress=progress,
+        cfg, p.data, p.space, p.folds, tracker, objectives=objs, epoch_metrics=p.epoch_metrics, interruption=interruption, progress=progress,
         fold_pool=pool,
     )
     try:
@@ -432,82 +419,3 @@ def run_trials_here(
         tracker.flush()  # the last trials' artifacts, before the study's report or the worker's exit
         if pool is not None and not keep_pool:
             pool.close()
-
-
-def run_study(cfg: DictConfig) -> Any:
-    """Validate, run the study to ``study.n_trials`` finished trials, summarize; returns the study.
-
-    With ``launch.workers`` > 1 (or ``launch.gpus``, or ``launch.backend=submitit``) the trials
-    run in worker processes that share the study; this process supervises them. Ctrl-C or
-    SIGTERM, at any point after the study opened (trials, report, final model), stops it cleanly:
-    the running trial is recorded as failed, the parent run KILLED.
-    """
-    from nnsearch.interrupt import Interruption
-    from nnsearch.tracking_store import check_reachable
-
-    from nnsearch.preflight import check_data_early
-
-    started = time.time()
-    check_reachable(cfg.tracking.uri)  # an unreachable server fails now, in seconds, not after minutes of retries
-    check_data_early(cfg)  # a mistyped CSV column fails before torch and Lightning are imported
-    p = _prepare(cfg)
-    if _n_workers(cfg) < 1:
-        raise NNSearchError(f"launch.workers must be at least 1, got {_n_workers(cfg)}.")
-    distributed = _n_workers(cfg) > 1 or (cfg.get("launch") or {}).get("backend", "local") != "local"
-    if distributed:
-        from nnsearch.launch import check_launch
-
-        check_launch(cfg)
-    # the fold processes boot (imports, data) while this process opens the study and the MLflow store
-    pool = None if distributed else start_fold_pool(cfg, p)
-    try:
-        study, tracker, record = open_study_and_parent(cfg, p)
-    except BaseException:
-        if pool is not None:
-            pool.close()
-        raise
-    interruption = Interruption()
-    try:
-        return _run_and_finish(cfg, p, study, tracker, record, interruption, pool=pool, distributed=distributed, started=started)
-    finally:
-        if pool is not None:
-            pool.close()  # the study plots were drawn there (see nnsearch.report.finish)
-
-
-def _run_and_finish(cfg: DictConfig, p: dict[str, Any], study: Any, tracker: Any, record: Any, interruption: Any, *, pool: Any, distributed: bool, started: float) -> Any:
-    """The trials, then the report; closes the parent run as interrupted or failed when they stop."""
-    from nnsearch.report import finish
-    from nnsearch.study import n_finished
-
-    try:
-        with interruption:
-            if distributed:
-                from nnsearch.launch import launch_workers
-
-                with interruption.interruptible():
-                    reason = launch_workers(cfg, study, record.storage, on_dead=record_dead_trial(tracker))
-            else:
-                reason = run_trials_here(cfg, p, study, tracker, record, interruption, pool=pool, started=started, keep_pool=True)
-            with interruption.interruptible():  # the report and the final model take seconds: a stop is honoured at once
-                finish(cfg, record, tracker, p, reason=reason, seconds=time.time() - started, helper=pool)
-    except KeyboardInterrupt:
-        tracker.close_parent("KILLED", tags={"state": "interrupted"})
-        log.info("interrupted after %d/%d finished trials", n_finished(study), cfg.study.n_trials)
-        raise KeyboardInterrupt(interruption.signal or signal.SIGINT) from None
-    except StudyFailed:
-        raise  # finish() closed the parent run with the reason
-    except BaseException:
-        tracker.close_parent("FAILED", tags={"state": "failed"})
-        raise
-    return study
-
-
-def run_worker(cfg: DictConfig) -> str:
-    """One worker of a launched study: the study and its parent run exist already."""
-    from nnsearch.interrupt import Interruption, stop_when_launcher_dies
-
-    stop_when_launcher_dies()
-    p = _prepare(cfg)
-    study, tracker, record = open_study_and_parent(cfg, p, worker=True)
-    with Interruption() as interruption:
-        return run_trials_here(cfg, p, study, tracker, record, interruption)

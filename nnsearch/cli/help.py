@@ -14,7 +14,7 @@ import re
 import sys
 from pathlib import Path
 
-from nnsearch.resources import conf_dir
+from nnsearch.config.resources import conf_dir
 
 CONF_DIR = conf_dir()
 HELP_FLAGS = ("-h", "--help")
@@ -67,7 +67,7 @@ def _summary(path: Path) -> str:
 
 
 def help_text() -> str:
-    from nnsearch.studies import study_files
+    from nnsearch.config.studies import study_files
 
     lines = [USAGE, "Studies (+study=NAME; files in studies/ here or in ./studies):"]
     studies = study_files()

@@ -1,7 +1,7 @@
-"""Entry point of one worker process of a launched study: ``python -m nnsearch.worker CONFIG``.
+"""Entry point of one worker process of a launched study: ``python -m nnsearch.launch.worker CONFIG``.
 
 The launcher writes the study's resolved config to a YAML file (readable by its owner only, with
-passwords masked: URLs that carry one come in the environment, see :mod:`nnsearch.credentials`)
+passwords masked: URLs that carry one come in the environment, see :mod:`nnsearch.config.credentials`)
 and starts workers on it; each opens the shared study and the MLflow parent run and runs trials
 until the study has ``study.n_trials``.
 """
@@ -15,10 +15,10 @@ from omegaconf import OmegaConf
 
 
 def run(config_path: str) -> int:
-    from nnsearch.app import run_worker
-    from nnsearch.credentials import from_environment, guard_output
+    from nnsearch.launch.run import run_worker
+    from nnsearch.config.credentials import from_environment, guard_output
     from nnsearch.errors import NNSearchError
-    from nnsearch.studies import register_resolvers
+    from nnsearch.config.studies import register_resolvers
 
     register_resolvers()
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][worker %(process)d][%(levelname)s] - %(message)s")
@@ -37,7 +37,7 @@ def run(config_path: str) -> int:
 
 def main() -> None:
     if len(sys.argv) != 2:
-        print("usage: python -m nnsearch.worker CONFIG.yaml", file=sys.stderr)
+        print("usage: python -m nnsearch.launch.worker CONFIG.yaml", file=sys.stderr)
         sys.exit(2)
     sys.exit(run(sys.argv[1]))
 

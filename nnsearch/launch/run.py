@@ -1,0 +1,99 @@
+"""Running a study to its end: here, or in worker processes that share it; then the report.
+
+:func:`run_study` is the whole main job as ``train.py`` is in lightning-hydra-template: prepare,
+open, run trials (here or through :mod:`nnsearch.launch.workers`), finish. Ctrl-C or SIGTERM at
+any point after the study opened stops it cleanly.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from typing import Any
+
+from omegaconf import DictConfig
+
+from nnsearch.errors import NNSearchError, StudyFailed
+from nnsearch.study.session import Prepared, n_workers, open_study_and_parent, prepare, record_dead_trial, run_trials_here, start_fold_pool
+
+log = logging.getLogger("nnsearch")
+
+
+def run_study(cfg: DictConfig) -> Any:
+    """Validate, run the study to ``study.n_trials`` finished trials, summarize; returns the study.
+
+    With ``launch.workers`` > 1 (or ``launch.gpus``, or ``launch.backend=submitit``) the trials
+    run in worker processes that share the study; this process supervises them. Ctrl-C or
+    SIGTERM, at any point after the study opened (trials, report, final model), stops it cleanly:
+    the running trial is recorded as failed, the parent run KILLED.
+    """
+    from nnsearch.runtime.interrupt import Interruption
+    from nnsearch.tracking.store import check_reachable
+
+    from nnsearch.study.preflight import check_data_early
+
+    started = time.time()
+    check_reachable(cfg.tracking.uri)  # an unreachable server fails now, in seconds, not after minutes of retries
+    check_data_early(cfg)  # a mistyped CSV column fails before torch and Lightning are imported
+    p = prepare(cfg)
+    if n_workers(cfg) < 1:
+        raise NNSearchError(f"launch.workers must be at least 1, got {n_workers(cfg)}.")
+    distributed = n_workers(cfg) > 1 or (cfg.get("launch") or {}).get("backend", "local") != "local"
+    if distributed:
+        from nnsearch.launch.workers import check_launch
+
+        check_launch(cfg)
+    # the fold processes boot (imports, data) while this process opens the study and the MLflow store
+    pool = None if distributed else start_fold_pool(cfg, p)
+    try:
+        study, tracker, record = open_study_and_parent(cfg, p)
+    except BaseException:
+        if pool is not None:
+            pool.close()
+        raise
+    interruption = Interruption()
+    try:
+        return _run_and_finish(cfg, p, study, tracker, record, interruption, pool=pool, distributed=distributed, started=started)
+    finally:
+        if pool is not None:
+            pool.close()  # the study plots were drawn there (see nnsearch.study.report.finish)
+
+
+def _run_and_finish(cfg: DictConfig, p: Prepared, study: Any, tracker: Any, record: Any, interruption: Any, *, pool: Any, distributed: bool, started: float) -> Any:
+    """The trials, then the report; closes the parent run as interrupted or failed when they stop."""
+    from nnsearch.study.report import finish
+    from nnsearch.study.trials import n_finished
+
+    try:
+        with interruption:
+            if distributed:
+                from nnsearch.launch.workers import launch_workers
+
+                with interruption.interruptible():
+                    reason = launch_workers(cfg, study, record.storage, on_dead=record_dead_trial(tracker))
+            else:
+                reason = run_trials_here(cfg, p, study, tracker, record, interruption, pool=pool, started=started, keep_pool=True)
+            with interruption.interruptible():  # the report and the final model take seconds: a stop is honoured at once
+                finish(cfg, record, tracker, p, reason=reason, seconds=time.time() - started, helper=pool)
+    except KeyboardInterrupt:
+        tracker.close_parent("KILLED", tags={"state": "interrupted"})
+        log.info("interrupted after %d/%d finished trials", n_finished(study), cfg.study.n_trials)
+        raise KeyboardInterrupt(interruption.signal or signal.SIGINT) from None
+    except StudyFailed:
+        raise  # finish() closed the parent run with the reason
+    except BaseException:
+        tracker.close_parent("FAILED", tags={"state": "failed"})
+        raise
+    return study
+
+
+def run_worker(cfg: DictConfig) -> str:
+    """One worker of a launched study: the study and its parent run exist already."""
+    from nnsearch.runtime.interrupt import Interruption, stop_when_launcher_dies
+
+    stop_when_launcher_dies()
+    p = prepare(cfg)
+    study, tracker, record = open_study_and_parent(cfg, p, worker=True)
+    with Interruption() as interruption:
+        return run_trials_here(cfg, p, study, tracker, record, interruption)
