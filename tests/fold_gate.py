@@ -1,4 +1,4 @@
-"""A network for tests/test_fold_pool.py: in a fold process, fold 1 waits for fold 0's first report.
+"""A network for tests/cv/test_pool.py: in a fold process, fold 1 waits for fold 0's first report.
 
 With folds side by side, which fold gets how far first is up to the scheduler and the number of
 cores. This MLP turns it into an event: built for fold 1 in a fold process (a fold learns which

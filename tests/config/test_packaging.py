@@ -25,7 +25,7 @@ from conftest import load_study
 from nnsearch.config import resources
 from nnsearch.runtime.user_code import PYTHONPATH, share_folder
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SOURCES = ("pyproject.toml", "README.md", "nnsearch", "conf", "studies")  # what a build reads
 
 

@@ -148,7 +148,7 @@ def test_best_config_export_reproduces_the_best_trial(run_cli, tmp_path):
 
 def test_ctrl_c_interrupts_cleanly_and_the_same_command_resumes(tmp_path):
     args = [sys.executable, "-m", "nnsearch", "+study=digits_mlp", "study.n_trials=4", "cv.folds=2", "trainer.max_epochs=10",
-            "final.retrain=false", "report.study_plots=false"]  # the report's own Ctrl-C: test_study_integrity.py
+            "final.retrain=false", "report.study_plots=false"]  # the report's own Ctrl-C: study/test_integrity.py
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     for line in proc.stdout:

@@ -46,7 +46,7 @@ def test_threshold_pruner_stops_trials_below_the_bound(run_in_process, tmp_path)
     with pytest.raises(StudyFailed, match=r"no trial of study 'wine_mlp' completed \(3 pruned"):  # a study without a result says so
         run_in_process(
             "+study=wine_mlp", "pruner=threshold", "pruner.lower=0.99", "sampler=random", "study.n_trials=3",
-            "cv.folds=3", "trainer.max_epochs=5", "cv.test_size=0", "cv.parallel=1",  # folds in turn (see test_fold_pool.py)
+            "cv.folds=3", "trainer.max_epochs=5", "cv.test_size=0", "cv.parallel=1",  # folds in turn (see cv/test_pool.py)
         )
     study = load_study(tmp_path, "wine_mlp")
     pruned = study.get_trials(states=(TrialState.PRUNED,))
@@ -63,7 +63,7 @@ def test_median_pruning_stops_bad_trials_early(run_in_process, tmp_path):
     study = run_in_process(
         "+study=digits_mlp", "pruner=median", "pruner.n_startup_trials=2", "pruner.n_warmup_steps=0",
         "sampler=random", "study.n_trials=8", "cv.folds=2", "trainer.max_epochs=4", "cv.test_size=0",
-        "cv.parallel=1",  # folds in turn: side by side, a fold may train on past the step that prunes it (see test_fold_pool.py)
+        "cv.parallel=1",  # folds in turn: side by side, a fold may train on past the step that prunes it (see cv/test_pool.py)
     )
     pruned = study.get_trials(states=(TrialState.PRUNED,))
     assert pruned, "with 8 random trials at least one should fall below the median"

@@ -277,7 +277,7 @@ def test_a_study_without_a_search_space_runs_one_trial_and_says_why(run_cli, tmp
     assert len(load_study(tmp_path, "default").trials) == 1
 
 
-@pytest.mark.parametrize("name", sorted(p.stem for p in (Path(__file__).resolve().parent.parent / "studies").glob("*.yaml")))
+@pytest.mark.parametrize("name", sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "studies").glob("*.yaml")))
 def test_every_shipped_study_passes_the_smoke_test(name, tmp_path, monkeypatch):
     """Each parameter at its bounds builds and trains one step (the GAN: builds, without the step)."""
     from conftest import compose

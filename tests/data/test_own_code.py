@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 from nnsearch.errors import NNSearchError, StudyFailed
 from conftest import cli, compose, load_study, mlflow_runs
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "mylab"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "mylab"
 SMALL = ["study.n_trials=2", "cv.folds=2", "trainer.max_epochs=2", "cv.test_size=0.25", "report.progress=off", "report.study_plots=false",
          "tracking.trial_plots=none", "cv.parallel=1"]
 BAD_CODE = '''

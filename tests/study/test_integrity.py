@@ -235,7 +235,7 @@ def test_a_study_where_no_trial_completes_exits_non_zero_with_one_line(run_cli, 
     assert parents[0].info.status == "FAILED"
 
 
-# -- processes joining one study (the seed each derives: tests/test_study.py) -------------------
+# -- processes joining one study (the seed each derives: tests/study/test_trials.py) -------------------
 
 
 @pytest.mark.slow
