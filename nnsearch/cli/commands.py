@@ -117,11 +117,12 @@ def export(cfg: DictConfig) -> None:
 def _tracker_of(record: Any, ran: DictConfig) -> Any:
     """A tracker writing under the study's existing parent run (not reopened, not re-closed): its
     ``seeds`` and ``final-model`` child runs (:meth:`Tracker.log_seeds`, :meth:`Tracker.final_run`)."""
-    from nnsearch.study.session import absolute_tracking_uri
+    from nnsearch.tracking.settings import TrackingSettings
     from nnsearch.study.record import PARENT_RUN
     from nnsearch.tracking.runs import Tracker
 
-    tracker = Tracker(absolute_tracking_uri(ran.tracking.uri), ran.tracking.experiment)
+    tracking = TrackingSettings.from_config(ran.tracking)
+    tracker = Tracker(tracking.absolute_uri, tracking.experiment)
     tracker.parent_run_id = record.get(PARENT_RUN)
     return tracker
 

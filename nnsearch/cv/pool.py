@@ -50,6 +50,7 @@ def parallel_folds(cfg: DictConfig, n_folds: int, *, per_fold_pruning: bool) -> 
     setting = OmegaConf.select(cfg, "cv.parallel", default=1)
     if setting in (None, 1, "1"):
         return 1
+    count = 0
     if setting != "auto":
         try:
             count = int(setting)
@@ -57,12 +58,17 @@ def parallel_folds(cfg: DictConfig, n_folds: int, *, per_fold_pruning: bool) -> 
             count = 0
         if count < 1:
             raise NNSearchError(f"cv.parallel must be 'auto' or a positive integer, got {setting!r}.")
+    if per_fold_pruning or ddp.world_size(cfg) > 1:
+        # the Wilcoxon pruner judges each finished fold before the next starts; a DDP fit spawns its own processes
+        log.info("cv.parallel=%s: folds run in turn (%s)", setting, "pruner=wilcoxon" if per_fold_pruning else "trainer.devices > 1")
+        return 1
+    if count:
         return max(1, min(count, n_folds))
     accelerator = str(cfg.trainer.accelerator)
     on_gpu = accelerator in ("gpu", "cuda", "mps") or (accelerator == "auto" and torch.cuda.is_available())
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     threads = int(OmegaConf.select(cfg, "runtime.threads", default=None) or 1)
-    if on_gpu or per_fold_pruning or ddp.world_size(cfg) > 1:
+    if on_gpu:
         return 1
     return max(1, min(n_folds, cores // threads))
 

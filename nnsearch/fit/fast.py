@@ -292,7 +292,7 @@ class _Loop:
 
     def train_epoch(self, train: Iterable[Any], optimizer: torch.optim.Optimizer, epoch: int) -> bool:
         """One training epoch; False when ``should_stop`` cut it short (validation is then skipped, as in Lightning)."""
-        module, view = self.module, self.view
+        view = self.view
         params = [p for group in optimizer.param_groups for p in group["params"]]
         clip = self.settings.gradient_clip_val
         by_norm = self.settings.gradient_clip_algorithm == "norm"

@@ -14,8 +14,9 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from nnsearch.errors import NNSearchError, StudyFailed
-from nnsearch.study.session import Prepared, n_workers, open_study_and_parent, prepare, record_dead_trial, run_trials_here, start_fold_pool
+from nnsearch.errors import StudyFailed
+from nnsearch.launch.settings import LaunchSettings
+from nnsearch.study.session import Prepared, open_study_and_parent, prepare, record_dead_trial, run_trials_here, start_fold_pool
 
 log = logging.getLogger("nnsearch")
 
@@ -36,10 +37,9 @@ def run_study(cfg: DictConfig) -> Any:
     started = time.time()
     check_reachable(cfg.tracking.uri)  # an unreachable server fails now, in seconds, not after minutes of retries
     check_data_early(cfg)  # a mistyped CSV column fails before torch and Lightning are imported
+    launch = LaunchSettings.from_config(cfg.get("launch"))
     p = prepare(cfg)
-    if n_workers(cfg) < 1:
-        raise NNSearchError(f"launch.workers must be at least 1, got {n_workers(cfg)}.")
-    distributed = n_workers(cfg) > 1 or (cfg.get("launch") or {}).get("backend", "local") != "local"
+    distributed = launch.distributed
     if distributed:
         from nnsearch.launch.workers import check_launch
 
@@ -47,20 +47,21 @@ def run_study(cfg: DictConfig) -> Any:
     # the fold processes boot (imports, data) while this process opens the study and the MLflow store
     pool = None if distributed else start_fold_pool(cfg, p)
     try:
-        study, tracker, record = open_study_and_parent(cfg, p)
+        study, tracker, record = open_study_and_parent(cfg, p, workers=launch.n_workers)
     except BaseException:
         if pool is not None:
             pool.close()
         raise
     interruption = Interruption()
     try:
-        return _run_and_finish(cfg, p, study, tracker, record, interruption, pool=pool, distributed=distributed, started=started)
+        return _run_and_finish(cfg, p, study, tracker, record, interruption, pool=pool, distributed=distributed, started=started, max_retry=launch.max_retry)
     finally:
         if pool is not None:
             pool.close()  # the study plots were drawn there (see nnsearch.study.report.finish)
 
 
-def _run_and_finish(cfg: DictConfig, p: Prepared, study: Any, tracker: Any, record: Any, interruption: Any, *, pool: Any, distributed: bool, started: float) -> Any:
+def _run_and_finish(cfg: DictConfig, p: Prepared, study: Any, tracker: Any, record: Any, interruption: Any, *, pool: Any, distributed: bool, started: float,
+                    max_retry: int) -> Any:
     """The trials, then the report; closes the parent run as interrupted or failed when they stop."""
     from nnsearch.study.report import finish
     from nnsearch.study.trials import n_finished
@@ -73,12 +74,12 @@ def _run_and_finish(cfg: DictConfig, p: Prepared, study: Any, tracker: Any, reco
                 with interruption.interruptible():
                     reason = launch_workers(cfg, study, record.storage, on_dead=record_dead_trial(tracker))
             else:
-                reason = run_trials_here(cfg, p, study, tracker, record, interruption, pool=pool, started=started, keep_pool=True)
+                reason = run_trials_here(cfg, p, study, tracker, record, interruption, pool=pool, started=started, keep_pool=True, max_retry=max_retry)
             with interruption.interruptible():  # the report and the final model take seconds: a stop is honoured at once
                 finish(cfg, record, tracker, p, reason=reason, seconds=time.time() - started, helper=pool)
     except KeyboardInterrupt:
         tracker.close_parent("KILLED", tags={"state": "interrupted"})
-        log.info("interrupted after %d/%d finished trials", n_finished(study), cfg.study.n_trials)
+        log.info("interrupted after %d/%d finished trials", n_finished(study), p.study.n_trials)
         raise KeyboardInterrupt(interruption.signal or signal.SIGINT) from None
     except StudyFailed:
         raise  # finish() closed the parent run with the reason
@@ -93,7 +94,8 @@ def run_worker(cfg: DictConfig) -> str:
     from nnsearch.runtime.interrupt import Interruption, stop_when_launcher_dies
 
     stop_when_launcher_dies()
+    launch = LaunchSettings.from_config(cfg.get("launch"))
     p = prepare(cfg)
-    study, tracker, record = open_study_and_parent(cfg, p, worker=True)
+    study, tracker, record = open_study_and_parent(cfg, p, worker=True, worker_index=launch.worker_index, workers=launch.n_workers)
     with Interruption() as interruption:
-        return run_trials_here(cfg, p, study, tracker, record, interruption)
+        return run_trials_here(cfg, p, study, tracker, record, interruption, max_retry=launch.max_retry)

@@ -12,12 +12,15 @@ import logging
 import time
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from nnsearch.cv.settings import CVSettings
 from nnsearch.errors import NNSearchError
+from nnsearch.fit.settings import FitSettings
+from nnsearch.study.settings import StudySettings
+from nnsearch.tracking.settings import ReportSettings, TrackingSettings
 
 log = logging.getLogger("nnsearch")
 
@@ -40,6 +43,11 @@ class Prepared:
     pruner: Any
     epoch_metrics: list[str]
     warm_start: list[dict[str, Any]]
+    study: StudySettings
+    cv: CVSettings
+    fit: FitSettings
+    tracking: TrackingSettings
+    report: ReportSettings
     own_code: Any = None  # OwnCode: which parts are the user's code
 
     @property
@@ -64,7 +72,6 @@ def prepare(cfg: DictConfig) -> Prepared:
     from nnsearch.study.objectives import resolve_objectives
     from nnsearch.study.preflight import check_sampler, check_settings, check_stores
     from nnsearch.study.search_space import SearchSpace
-    from nnsearch.fit.settings import FitSettings
     from nnsearch.fit.trainer import quiet_lightning
 
     if cfg.runtime.threads:
@@ -72,10 +79,9 @@ def prepare(cfg: DictConfig) -> Prepared:
     if cfg.runtime.quiet:
         quiet_lightning()
     optuna_logging_to_warnings()
-    n_trials = cfg.study.n_trials
-    if not isinstance(n_trials, int) or n_trials < 1:
-        raise NNSearchError(f"study.n_trials must be a positive integer, got {n_trials!r}.")
-    FitSettings.from_config(cfg.trainer)  # a bad trainer setting (engine, max_epochs, ...) fails here, not in every trial
+    # each room's settings, checked now: a bad value fails here, in one line, not in every trial
+    study, cv = StudySettings.from_config(cfg.study), CVSettings.from_config(cfg.cv)
+    fit, tracking, report = FitSettings.from_config(cfg.trainer), TrackingSettings.from_config(cfg.tracking), ReportSettings.from_config(cfg.report)
     check_settings(cfg)
     check_stores(cfg)
     from nnsearch.cv.pool import parallel_folds
@@ -89,10 +95,11 @@ def prepare(cfg: DictConfig) -> Prepared:
     if own_code.data and objectives.model_metrics:
         raise NNSearchError(f"{', '.join(sorted(objectives.model_metrics))} measure nnsearch's networks on in-memory data; they do not apply to data={own_code.data}.")
     space = SearchSpace.from_config(cfg.get("search_space"), cfg)
-    _one_trial_without_a_space(cfg, space)
+    if _one_trial_without_a_space(cfg, space):
+        study = StudySettings.from_config(cfg.study)
     warm_start = _warm_start(cfg.study.get("enqueue"), space)
-    data, test = holdout_split(data, test_size=cfg.cv.get("test_size", 0.0), seed=cfg.cv.seed, stratified=cfg.cv.stratified)
-    splits = make_splits(data, folds=cfg.cv.folds, seed=cfg.cv.seed, shuffle=cfg.cv.shuffle, stratified=cfg.cv.stratified)
+    data, test = holdout_split(data, test_size=cv.test_size, seed=cv.seed, stratified=cv.stratified)
+    splits = make_splits(data, folds=cv.folds, seed=cv.seed, shuffle=cv.shuffle, stratified=cv.stratified)
     folds = FoldCache(data, splits)
     if own_code:
         from nnsearch.study.smoke import smoke_own_code
@@ -108,9 +115,10 @@ def prepare(cfg: DictConfig) -> Prepared:
     pruner = build_pruner(cfg)
     _check_pruner(pruner, objectives)
     cv_metrics = [m for m in objectives.metrics if m not in objectives.model_metrics]
-    epoch_metrics = list(cfg.tracking.get("epoch_metrics") or cv_metrics[:1])
+    epoch_metrics = list(tracking.epoch_metrics or cv_metrics[:1])
     return Prepared(data=data, test=test, objectives=objectives, space=space, folds=folds, sampler=sampler, grid=grid, pruner=pruner,
-                    epoch_metrics=epoch_metrics, warm_start=warm_start, own_code=own_code)
+                    epoch_metrics=epoch_metrics, warm_start=warm_start, study=study, cv=cv, fit=fit, tracking=tracking, report=report,
+                    own_code=own_code)
 
 
 @dataclass(frozen=True)
@@ -133,16 +141,17 @@ def _own_code(cfg: DictConfig, data: Any) -> OwnCode:
     return own
 
 
-def _one_trial_without_a_space(cfg: DictConfig, space: Any) -> None:
+def _one_trial_without_a_space(cfg: DictConfig, space: Any) -> bool:
     """Without a search space every trial trains the same configuration (only the seed differs): run one."""
     if len(space) or cfg.study.n_trials == 1:
-        return
+        return False
     log.info(
         "search_space is empty, so every trial would train the same configuration: running 1 trial instead of "
         "study.n_trials=%d (command=seeds measures how much the score varies with the seed)",
         cfg.study.n_trials,
     )
     cfg.study.n_trials = 1
+    return True
 
 
 def _check_pruner(pruner: Any, objectives: Any) -> None:
@@ -224,23 +233,14 @@ def model_choices(space: Any) -> list[str]:
     return [str(c) for p in space.parameters if p.path == "model" for c in p.distribution.choices]
 
 
-def absolute_tracking_uri(uri: str) -> str:
-    """``sqlite:///mlflow.db`` made absolute: MLflow caches stores by URI, so a relative one would
-    keep pointing at the first directory it was opened in."""
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
-        return prefix + str(Path(uri[len(prefix):]).resolve())
-    return uri
-
-
-def open_study_and_parent(cfg: DictConfig, p: Prepared, *, worker: bool = False) -> tuple[Any, Any, Any]:
+def open_study_and_parent(cfg: DictConfig, p: Prepared, *, worker: bool = False, worker_index: int = 0, workers: int = 1) -> tuple[Any, Any, Any]:
     """Open (or resume) the Optuna study and its MLflow parent run; returns the study, the
     tracker and the study's record (:class:`nnsearch.study.record.StudyRecord`, its storage inside).
 
     A resumed study must have the identity settings and data its trials ran with
     (:mod:`nnsearch.study.identity`). The process that created the study opens the MLflow parent run;
     a worker, or another process joining the study, attaches to the parent run recorded on the
-    study, without changing its status.
+    study, without changing its status. ``worker_index`` and ``workers`` come from the launcher.
     """
     from nnsearch.study import identity
     from nnsearch.study.objective import type_name
@@ -250,22 +250,21 @@ def open_study_and_parent(cfg: DictConfig, p: Prepared, *, worker: bool = False)
     from nnsearch.study.record import PARENT_RUN, StudyRecord
     from nnsearch.tracking.runs import Tracker
 
-    storage_url = cfg.study.storage
-    where = redact(storage_url) if storage_url else "optuna.journal"
+    where = redact(p.study.storage) if p.study.storage else "optuna.journal"
     storage = storage_from_config(cfg)
-    study, created = open_study(cfg.study.name, storage, directions=p.objectives.directions, sampler=p.sampler, pruner=p.pruner)
+    study, created = open_study(p.study.name, storage, directions=p.objectives.directions, sampler=p.sampler, pruner=p.pruner)
     record = StudyRecord(study, storage)
     arrays = p.data.fingerprint() if hasattr(p.data, "fingerprint") else (p.data.X, p.data.y)
     digest = None if worker else identity.data_digest(*arrays)  # the launcher checked and stored it
     if not worker:
         identity.check_resume(record, cfg, digest, where=where)
     configured_seed = cfg.sampler.get("seed")
-    _seed_this_process(cfg, p, study, created=created)
+    _seed_this_process(cfg, p, study, created=created, worker_index=worker_index)
     data = p.data
     tracker = Tracker(
-        absolute_tracking_uri(cfg.tracking.uri),
-        cfg.tracking.experiment,
-        trial_plots=cfg.tracking.get("trial_plots", "complete"),
+        p.tracking.absolute_uri,
+        p.tracking.experiment,
+        trial_plots=p.tracking.trial_plots,
         task=data.task.value if data.task is not None and data.task.is_supervised else None,
         classes=data.classes,
         background=True,  # a trial's figures are drawn while the next one trains
@@ -280,7 +279,7 @@ def open_study_and_parent(cfg: DictConfig, p: Prepared, *, worker: bool = False)
     queued = enqueue(study, p.warm_start)
     if queued:
         log.info("warm start: %d configuration(s) queued to run first", queued)
-    log.info("study '%s' on %s: %d/%d trials finished; %s", study.study_name, where, n_finished(study), cfg.study.n_trials, p.data.describe())
+    log.info("study '%s' on %s: %d/%d trials finished; %s", study.study_name, where, n_finished(study), p.study.n_trials, p.data.describe())
     params = {
         "study.metric": ",".join(p.objectives.metrics),
         "study.direction": ",".join(p.objectives.directions),
@@ -288,16 +287,16 @@ def open_study_and_parent(cfg: DictConfig, p: Prepared, *, worker: bool = False)
         "sampler": type_name(cfg.sampler),
         "sampler.seed": configured_seed,
         "pruner": type_name(cfg.pruner),
-        "cv.folds": cfg.cv.folds,
-        "cv.seed": cfg.cv.seed,
-        "cv.test_size": cfg.cv.get("test_size", 0.0),
+        "cv.folds": p.cv.folds,
+        "cv.seed": p.cv.seed,
+        "cv.test_size": p.cv.test_size,
         "seed": cfg.seed,
         "data": p.data.name,
         "model": ", ".join(model_choices(p.space)) or type_name(cfg.model.get("module") or cfg.model.get("net") or cfg.model),
-        "trainer.max_epochs": cfg.trainer.max_epochs,
+        "trainer.max_epochs": p.fit.max_epochs,
         "search_space": ", ".join(par.path for par in p.space.parameters) or "(empty)",
     }
-    tags = {"optuna.study_name": study.study_name, "study.n_trials": cfg.study.n_trials, "storage": where, "launch.workers": n_workers(cfg)}
+    tags = {"optuna.study_name": study.study_name, "study.n_trials": p.study.n_trials, "storage": where, "launch.workers": workers}
     if not created:  # a process starting the same new study at the same moment opens its parent run
         _wait_for_parent_run(record)
     run_id, resumed = tracker.open_parent(study.study_name, record.get(PARENT_RUN), params, tags)
@@ -325,7 +324,7 @@ def _wait_for_parent_run(record: Any, *, timeout: float = 30.0) -> None:
         time.sleep(0.2)
 
 
-def _seed_this_process(cfg: DictConfig, p: Prepared, study: Any, *, created: bool) -> None:
+def _seed_this_process(cfg: DictConfig, p: Prepared, study: Any, *, created: bool, worker_index: int) -> None:
     """Give this process's sampler its own seed (see ``process_seed``); ``cfg.sampler.seed`` then says which."""
     import os
     import socket
@@ -337,19 +336,12 @@ def _seed_this_process(cfg: DictConfig, p: Prepared, study: Any, *, created: boo
     seed = cfg.sampler.get("seed")
     if seed is None or type_name(cfg.sampler) in SHARED_SEED_SAMPLERS:
         return
-    worker_index = int(OmegaConf.select(cfg, "launch.worker_index") or 0)
     trials_before = len(study.get_trials(deepcopy=False))
     own = process_seed(int(seed), created=created, trials_before=trials_before, worker_index=worker_index, host=socket.gethostname(), pid=os.getpid())
     if own != seed:
         study.sampler = build_sampler(cfg, p.grid, seed=own)
         cfg.sampler.seed = own
         log.info("sampler seed %d (derived from sampler.seed=%d: %d trials already in the study, worker %d)", own, seed, trials_before, worker_index)
-
-
-def n_workers(cfg: DictConfig) -> int:
-    launch = cfg.get("launch") or {}
-    gpus = launch.get("gpus")
-    return len(gpus) * int(launch.get("workers_per_gpu", 1)) if gpus else int(launch.get("workers", 1))
 
 
 def start_fold_pool(cfg: DictConfig, p: Prepared) -> Any:
@@ -376,29 +368,28 @@ def record_dead_trial(tracker: Any) -> Any:
 
 def run_trials_here(
     cfg: DictConfig, p: Prepared, study: Any, tracker: Any, record: Any, interruption: Any, *, pool: Any = None, started: float | None = None,
-    keep_pool: bool = False,
+    keep_pool: bool = False, max_retry: int = 2,
 ) -> str:
     """Run trials in this process until the study (shared with any other worker) is complete.
 
     ``pool``: fold processes started by the caller (closed here unless ``keep_pool``: the caller
     then closes it, after using it for the study plots); else they start here if needed.
-    Trials left RUNNING by a dead process are failed and queued again first.
+    Trials left RUNNING by a dead process are failed and queued again first, each at most ``max_retry`` times.
     """
     from nnsearch.study.objective import Objective
     from nnsearch.tracking.progress import Progress
     from nnsearch.study.trials import n_finished, reap_dead_trials, run_trials
 
     objs = p.objectives
-    max_retry = int(OmegaConf.select(cfg, "launch.max_retry", default=2))
 
     def reap() -> None:
         reap_dead_trials(study, record.storage, max_retry=max_retry, on_dead=record_dead_trial(tracker))
 
-    progress = Progress.from_config(
-        cfg, total=cfg.study.n_trials, done=n_finished(study), metrics=objs.metrics, directions=objs.directions, folds=len(p.folds),
-        trials=study.get_trials(deepcopy=False), started=started,
+    progress = Progress(
+        mode=p.report.progress, total=p.study.n_trials, done=n_finished(study), metrics=objs.metrics, directions=objs.directions, folds=len(p.folds),
+        epochs=p.fit.max_epochs, trials=study.get_trials(deepcopy=False), started=started,
     )
-    if pool is None and n_finished(study) < cfg.study.n_trials:
+    if pool is None and n_finished(study) < p.study.n_trials:
         pool = start_fold_pool(cfg, p)
     objective = Objective(
         cfg, p.data, p.space, p.folds, tracker, objectives=objs, epoch_metrics=p.epoch_metrics, interruption=interruption, progress=progress,
@@ -408,9 +399,9 @@ def run_trials_here(
         return run_trials(
             study,
             objective,
-            n_trials=cfg.study.n_trials,
-            timeout=cfg.study.timeout,
-            max_failed_trials=cfg.study.max_failed_trials,
+            n_trials=p.study.n_trials,
+            timeout=p.study.timeout,
+            max_failed_trials=p.study.max_failed_trials,
             interruption=interruption,
             reap=reap,
         )

@@ -23,7 +23,7 @@ Two displays, chosen by ``report.progress``:
 
 The calls (cheap; every method returns at once when there is nothing to draw)::
 
-    progress = Progress.from_config(cfg, total=n_trials, done=n_done, metrics=[...], directions=[...], folds=k,
+    progress = Progress(mode=report.progress, total=n_trials, done=n_done, metrics=[...], directions=[...], folds=k,
                                     trials=study.get_trials(deepcopy=False), started=time_the_command_started)
     progress.trial_started(number)            # objective, before the first fold
     progress.epoch_end(fold, epoch, row)      # after each validation epoch (row: the history row)
@@ -119,15 +119,6 @@ class Progress:
             self._filter = _ClearLine(self)
             for handler in logging.getLogger().handlers + logging.getLogger("nnsearch").handlers:
                 handler.addFilter(self._filter)
-
-    @classmethod
-    def from_config(cls, cfg: Any, **kwargs: Any) -> Progress:
-        """``report.progress`` from the composed config (``auto`` when absent)."""
-        from omegaconf import OmegaConf
-
-        mode = OmegaConf.select(cfg, "report.progress", default="auto") or "auto"
-        kwargs.setdefault("epochs", int(OmegaConf.select(cfg, "trainer.max_epochs", default=0) or 0))
-        return cls(mode=str(mode), **kwargs)
 
     # -- events -------------------------------------------------------------------------------
 

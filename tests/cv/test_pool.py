@@ -134,6 +134,13 @@ def test_auto_keeps_the_folds_in_order_for_a_pruner_that_needs_them_so(monkeypat
     assert parallel_folds(compose(["+study=wine_mlp", "trainer.accelerator=cpu"]), 3, per_fold_pruning=True) == 1  # the Wilcoxon pruner
 
 
+def test_an_explicit_count_still_keeps_the_folds_in_order_for_the_wilcoxon_pruner_and_ddp(monkeypatch):
+    _cores(monkeypatch, 16)
+    assert parallel_folds(compose(["+study=wine_mlp", "cv.parallel=3"]), 3, per_fold_pruning=True) == 1
+    assert parallel_folds(compose(["+study=wine_mlp", "cv.parallel=3", "trainer.devices=2", "trainer.accelerator=cpu"]), 3, per_fold_pruning=False) == 1
+    assert parallel_folds(compose(["+study=wine_mlp", "cv.parallel=3"]), 3, per_fold_pruning=False) == 3
+
+
 def test_a_parallel_setting_below_one_is_refused():
     with pytest.raises(NNSearchError, match="cv.parallel must be 'auto' or a positive integer, got -1"):
         parallel_folds(compose(["+study=wine_mlp", "cv.parallel=-1"]), 3, per_fold_pruning=False)

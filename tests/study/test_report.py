@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import TINY, load_study, mlflow_runs
+from conftest import TINY, mlflow_runs
 
 
 def _image(client, run_id, path):
@@ -293,22 +293,3 @@ def test_environment_records_the_git_commit_of_the_users_project(tmp_path):
     info = describe(tmp_path)
     assert info["git"]["dirty"] is True
     assert tags(info)["mlflow.source.git.commit"] == state["commit"]
-
-
-def test_leaderboard_puts_infeasible_trials_last_and_never_picks_one():
-    import optuna
-
-    from nnsearch.tracking.leaderboard import rank, rows
-
-    def study(*trials):
-        made = optuna.create_study(direction="maximize")
-        for value, violation in trials:  # as Trial.set_constraint("n_params", ...) records it
-            made.add_trial(optuna.trial.create_trial(params={"x": value}, distributions={"x": optuna.distributions.FloatDistribution(0, 1)},
-                                                     value=value, system_attrs={"constraints:n_params": violation}))
-        return made
-
-    ranking = rank(study((0.99, 500.0), (0.8, -10.0), (0.9, 0.0)), metrics=["accuracy"])
-    assert [t.number for t in ranking.trials] == [2, 1, 0]  # the best score breaks the constraint
-    assert ranking.chosen.number == 2
-    assert [r["feasible"] for r in rows(ranking)] == [True, True, False]
-    assert rank(study((0.99, 1.0)), metrics=["accuracy"]).chosen is None  # no feasible trial: nothing to export
