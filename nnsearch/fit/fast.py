@@ -50,6 +50,9 @@ PRECISIONS = ("32-true", "32", 32)
 
 def unsupported(settings: FitSettings, module: L.LightningModule | None = None) -> str:
     """Why the fast engine cannot run this fit ('' when it can)."""
+    if settings.extra or settings.target != "lightning.pytorch.Trainer":
+        shown = ", ".join(f"trainer.{k}" for k in settings.extra) or f"trainer._target_={settings.target}"
+        return f"{shown} (the fast engine runs the Trainer's defaults only)"
     if settings.precision not in PRECISIONS:
         return f"trainer.precision={settings.precision!r} (the fast engine trains in 32-bit only)"
     if settings.devices not in (1, "1", [0]):

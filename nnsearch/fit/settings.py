@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -46,6 +46,8 @@ class FitSettings:
     deterministic: bool = False
     engine: str = "fast"
     early_stopping: EarlyStopSettings | None = None
+    target: str = "lightning.pytorch.Trainer"  # trainer._target_: Lightning's Trainer, or a subclass of your own
+    extra: dict[str, Any] = field(default_factory=dict)  # any other Trainer argument (accumulate_grad_batches, limit_train_batches, ...)
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -61,9 +63,20 @@ class FitSettings:
             if isinstance(es.patience, bool) or not isinstance(es.patience, int) or es.patience < 0:
                 raise NNSearchError(f"trainer.early_stopping.patience must be a non-negative integer or null, got {es.patience!r}.")
 
+    def trainer_arguments(self) -> dict[str, Any]:
+        """The Trainer's keyword arguments from these settings (nnsearch's own, like ``engine``, left out)."""
+        return {"max_epochs": self.max_epochs, "accelerator": self.accelerator, "devices": self.devices, "precision": self.precision,
+                "gradient_clip_val": self.gradient_clip_val, "gradient_clip_algorithm": self.gradient_clip_algorithm,
+                "deterministic": self.deterministic, **self.extra}
+
     @classmethod
     def from_config(cls, trainer: DictConfig | dict) -> FitSettings:
         t = OmegaConf.to_container(trainer, resolve=True) if isinstance(trainer, DictConfig) else dict(trainer)
+        known = {"max_epochs", "accelerator", "devices", "precision", "gradient_clip_val", "gradient_clip_algorithm", "deterministic", "engine",
+                 "early_stopping", "_target_"}
+        extra = {k: v for k, v in t.items() if k not in known}
+        target = str(t.get("_target_") or "lightning.pytorch.Trainer")
+        _check_trainer_arguments(target, extra)
         es = t.get("early_stopping") or {}
         stop = None
         if es.get("patience") is not None:
@@ -80,8 +93,35 @@ class FitSettings:
             deterministic=bool(t.get("deterministic", False)),
             engine=t.get("engine") or "fast",
             early_stopping=stop,
+            target=target,
+            extra=extra,
         )
 
     def callbacks(self) -> list[Any]:
         """The Lightning callbacks these settings add to every fit."""
         return [self.early_stopping.callback()] if self.early_stopping is not None else []
+
+
+# set by nnsearch for every fit: tracking, checkpoints and progress are its own, and its callbacks are added per fold
+RESERVED = ("callbacks", "logger", "enable_checkpointing", "enable_progress_bar", "enable_model_summary", "strategy", "plugins")
+
+
+def _check_trainer_arguments(target: str, extra: dict[str, Any]) -> None:
+    """Every key of ``trainer`` beyond nnsearch's own must be an argument of the Trainer it builds."""
+    if not extra:
+        return
+    import inspect
+
+    from hydra.utils import get_class
+
+    try:
+        trainer_class = get_class(target)
+    except Exception as err:  # noqa: BLE001 - Hydra wraps the import error
+        raise NNSearchError(f"trainer._target_={target}: cannot import it ({str(err.__cause__ or err).splitlines()[0]}).") from None
+    params = inspect.signature(trainer_class.__init__).parameters
+    unknown = sorted(k for k in extra if k not in params)
+    if unknown:
+        raise NNSearchError(f"trainer.{unknown[0]} is not an argument of {target}; see its documentation for the arguments it takes.")
+    reserved = sorted(k for k in extra if k in RESERVED)
+    if reserved:
+        raise NNSearchError(f"trainer.{reserved[0]} is set by nnsearch for every fold (use the callbacks group for callbacks).")

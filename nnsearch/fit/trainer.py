@@ -20,25 +20,14 @@ def quiet_lightning() -> None:
 
 
 def make_trainer(settings: FitSettings, callbacks: list[L.Callback], *, strategy: Any = "auto", plugins: list | None = None) -> L.Trainer:
-    """A Trainer for one fit; logging, checkpoints and progress bars off (nnsearch tracks the curves itself)."""
-    return L.Trainer(
-        max_epochs=settings.max_epochs,
-        accelerator=settings.accelerator,
-        devices=settings.devices,
-        strategy=strategy,
-        plugins=plugins,
-        precision=settings.precision,
-        gradient_clip_val=settings.gradient_clip_val,
-        gradient_clip_algorithm=settings.gradient_clip_algorithm,
-        deterministic=settings.deterministic,
-        callbacks=callbacks,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        log_every_n_steps=1_000_000,
-    )
+    """A Trainer for one fit, built by Hydra from ``trainer`` (``trainer._target_`` and any Trainer argument);
+    logging, checkpoints and progress bars off: nnsearch tracks the curves itself."""
+    from hydra.utils import instantiate
+
+    node = {"_target_": settings.target, "num_sanity_val_steps": 0, "log_every_n_steps": 1_000_000, **settings.trainer_arguments()}
+    # objects are passed as they are: Hydra would try to convert callbacks and plugins into configs
+    return instantiate(node, _convert_="all", callbacks=callbacks, strategy=strategy, plugins=plugins, logger=False, enable_checkpointing=False,
+                       enable_progress_bar=False, enable_model_summary=False)
 
 
 def fit(trainer: L.Trainer, module: L.LightningModule, train: Any, val: Any) -> None:
