@@ -135,37 +135,18 @@ def fit_fold(
     ``result`` is filled in place, so a caller still holds the curves of a fold that was pruned.
     """
     from nnsearch.fit import ddp
-    from nnsearch.models.build import build_module
     from nnsearch.models.user import is_user_module
 
     settings = FitSettings.from_config(cfg.trainer)
     result = result or FoldResult(fold.index)
-    keep_predictions = wants_predictions(cfg)
-    if is_user_module(cfg.model) or hasattr(fold, "train_rows"):
-        if ddp.world_size(cfg) > 1:
+    if ddp.world_size(cfg) > 1:  # several devices: ranks in processes of their own (no per-epoch hook)
+        if is_user_module(cfg.model) or hasattr(fold, "train_rows"):
             raise NNSearchError("trainer.devices > 1 (DDP) does not yet train a LightningModule or Dataset of your own; use one device per trial "
                                 "(launch.gpus runs one trial per GPU).")
-        return fit_own_code(cfg, data, fold, settings, seed=seed, epoch_metrics=epoch_metrics, trial=trial, monitor=monitor, result=result,
-                            on_epoch=on_epoch)[1]
-    if ddp.world_size(cfg) > 1:  # several devices: ranks in processes of their own (no per-epoch hook)
         return ddp.fit_fold_ddp(cfg, data, fold, seed=seed, epoch_metrics=epoch_metrics, trial=trial, monitor=monitor, result=result,
-                                keep_predictions=keep_predictions)
-
-    def build(device: torch.device) -> Job:
-        torch.manual_seed(seed)
-        module = build_module(cfg, data, fold, epoch_metrics)
-        result.history.clear()
-        module.history = result.history
-        x_train, y_train, x_val, y_val = on_device(fold, device)
-        callbacks: list[L.Callback] = [EpochReport(on_epoch, fold.index, result.history)] if on_epoch is not None else []
-        if trial is not None and monitor is not None:
-            callbacks.append(FoldPruning(trial, monitor, fold.index, settings.max_epochs))
-        train = TensorBatches(x_train, y_train, int(cfg.data.batch_size), generator=torch.Generator().manual_seed(seed))
-        return Job(module, train, TensorBatches(x_val, y_val, VAL_BATCH), [*callbacks, *configured_callbacks(cfg), *settings.callbacks()])
-
-    job = fit(build, settings)
-    val = job.val  # the fold's validation rows, already on the fit's device
-    return evaluate(job.module, result, val.x, val.y, device=val.x.device, keep_predictions=keep_predictions)
+                                keep_predictions=wants_predictions(cfg))
+    return fit_one_fold(cfg, data, fold, settings, seed=seed, epoch_metrics=epoch_metrics, trial=trial, monitor=monitor, result=result,
+                        on_epoch=on_epoch)[1]
 
 
 def configured_callbacks(cfg: DictConfig) -> list[L.Callback]:
@@ -177,11 +158,12 @@ def configured_callbacks(cfg: DictConfig) -> list[L.Callback]:
     return [instantiate_node(f"callbacks.{name}", node) for name, node in nodes.items() if node]  # type: ignore[union-attr]
 
 
-def fit_own_code(cfg: DictConfig, data: Any, fold: Any, settings: FitSettings, *, seed: int, epoch_metrics: list[str], trial: Any,
+def fit_one_fold(cfg: DictConfig, data: Any, fold: Any, settings: FitSettings, *, seed: int, epoch_metrics: list[str], trial: Any,
                  monitor: str | None, result: FoldResult, on_epoch: EpochHook | None) -> tuple[L.LightningModule, FoldResult]:
-    """A fold where the module or the data is the user's: batches from DataLoaders, scores from what the module logs.
+    """One fold on one device: a fresh module (nnsearch's family or the user's), its batches (in-memory tensors
+    already on the device, or DataLoaders over a user's Dataset or DataModule) and callbacks, fitted and scored.
 
-    Returns the trained module (on the CPU) and ``result``.
+    Returns the trained module and ``result``.
 
     A user's LightningModule is scored by the values it logs (:mod:`nnsearch.models.user`), and
     also by nnsearch's standard metrics of the task when its outputs fit them; one of nnsearch's
@@ -217,24 +199,24 @@ def fit_own_code(cfg: DictConfig, data: Any, fold: Any, settings: FitSettings, *
     job = fit(build, settings)
     if not result.history:
         raise TrialFailed("no epoch was trained (is trainer.max_epochs at least 1?)")
-    module = job.module.cpu()
     if own_module:
         from nnsearch.models.user import fold_scores
 
+        module = job.module.cpu()
         metrics = OmegaConf.to_container(cfg.study.metric) if OmegaConf.is_list(cfg.study.metric) else [cfg.study.metric]
         directions = cfg.study.get("direction")
         direction = (directions[0] if OmegaConf.is_list(directions) else directions) or "minimize"
         result.metrics = fold_scores(result.history, str(metrics[0]), pick=str(cfg.cv.get("fold_score", "last")), direction=str(direction))
         result.metrics.update(standard_metrics(module, job.val, data))
         return module, result
-    x_val, y_val = _gathered(job.val)
-    return module, evaluate(module, result, x_val, y_val, device=torch.device("cpu"), keep_predictions=wants_predictions(cfg))
+    x_val, y_val = _gathered(job.val)  # in-memory rows stay on the fit's device
+    return job.module, evaluate(job.module, result, x_val, y_val, device=x_val.device, keep_predictions=wants_predictions(cfg))
 
 
 def _gathered(batches: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """All ``(x, y)`` validation batches of a loader as two tensors on the CPU."""
+    """All ``(x, y)`` validation rows: the tensors of in-memory batches, or a loader's batches joined on the CPU."""
     if isinstance(batches, TensorBatches):
-        return batches.x.cpu(), batches.y.cpu()
+        return batches.x, batches.y
     xs, ys = zip(*((b[0], b[1]) for b in batches), strict=True)
     return torch.cat(xs).cpu(), torch.cat(ys).cpu()
 

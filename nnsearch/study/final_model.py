@@ -110,7 +110,7 @@ def _fit_final_own(cfg: DictConfig, dev: Any, test: Any | None, settings: Any, *
 
     from nnsearch.cv.splits import prepare_fold
     from nnsearch.data.user import UserFold
-    from nnsearch.fit.fold import FoldResult, fit_own_code
+    from nnsearch.fit.fold import FoldResult, fit_one_fold
 
     if getattr(dev, "kind", None) == "datamodule":
         raise NNSearchError("data=datamodule serves folds only, so there are no development rows to retrain on; use the best trial's config")
@@ -121,10 +121,10 @@ def _fit_final_own(cfg: DictConfig, dev: Any, test: Any | None, settings: Any, *
         n_dev = len(dev.y)
         both = dev if test is None else replace(dev, X=np.concatenate([dev.X, test.X]), y=np.concatenate([dev.y, test.y]))
         fold = prepare_fold(both, 0, np.arange(n_dev), np.arange(n_dev, len(both.y)) if test is not None else np.arange(n_dev), cfg.data.get("scaler") or dev.scaler)
-    module, result = fit_own_code(cfg, dev, fold, settings, seed=seed, epoch_metrics=[], trial=None, monitor=None, result=FoldResult(0), on_epoch=None)
+    module, result = fit_one_fold(cfg, dev, fold, settings, seed=seed, epoch_metrics=[], trial=None, monitor=None, result=FoldResult(0), on_epoch=None)
     tested = {k: v for k, v in result.metrics.items() if not k.startswith("train/")} if test is not None else {}
     n_dev = len(dev.rows) if hasattr(dev, "kind") else len(dev.y)
-    return FinalFit(module, None, tested, settings.max_epochs, seed, n_dev, 0 if test is None else len(test.y), code_paths=own_code_paths(cfg))
+    return FinalFit(module.cpu(), None, tested, settings.max_epochs, seed, n_dev, 0 if test is None else len(test.y), code_paths=own_code_paths(cfg))
 
 
 def own_code_paths(cfg: DictConfig) -> list[str]:
