@@ -51,9 +51,9 @@ class TinyModule(torch.nn.Module):
 class TinyLightning(L.LightningModule):
     """A user's LightningModule, for ``model=lightning``; ``net`` is a nested ``_target_`` node."""
 
-    def __init__(self, net: torch.nn.Module, lr: float = 0.01) -> None:
+    def __init__(self, net: torch.nn.Module, lr: float = 0.01, optimizer=None) -> None:
         super().__init__()
-        self.net, self.lr = net, lr
+        self.net, self.lr, self.optimizer_factory = net, lr, optimizer
 
 
 def NEEDS(tmp_path: Path) -> dict[tuple[str, str], list[str]]:  # noqa: N802 - a table
@@ -69,7 +69,8 @@ def NEEDS(tmp_path: Path) -> dict[tuple[str, str], list[str]]:  # noqa: N802 - a
         ("data", "dataset"): ["data.dataset._target_=test_every_option.TinyImages"],
         ("data", "datamodule"): ["data.datamodule._target_=test_every_option.TinyKFold"],
         ("model", "lightning"): ["model.module._target_=test_every_option.TinyLightning", "+model.module.net._target_=test_every_option.TinyModule",
-                                 "+model.module.net.n_outputs=3"],
+                                 "+model.module.net.n_outputs=3", "+model.module.optimizer._target_=torch.optim.SGD",
+                                 "+model.module.optimizer._partial_=true", "+model.module.optimizer.lr=0.1"],
         ("pruner", "threshold"): ["pruner.lower=0.5"],  # Optuna needs a bound; without one the study stops before it starts
         ("model", "net"): ["model.net._target_=test_every_option.TinyModule"],
     }
@@ -98,6 +99,8 @@ def test_every_option_of_every_group_builds(group, option, tmp_path, monkeypatch
         if is_user_module(node):
             module = build_user_module(node)
             assert isinstance(module.net, TinyModule) and module.lr == 0.01  # the nested node is built too
+            optimizer = module.optimizer_factory([torch.nn.Parameter(torch.zeros(1))])  # _partial_: a factory
+            assert isinstance(optimizer, torch.optim.SGD) and optimizer.defaults["lr"] == 0.1
             return
         shape, outputs = MODEL_DATA.get(option, ((64,), 10))
         net = build_network(cfg, shape, outputs)
