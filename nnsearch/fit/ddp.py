@@ -189,40 +189,22 @@ def _rank_main(rank: int, world: int, port: int, cfg: DictConfig, data: Any, fol
 
 def _train_rank(rank: int, world: int, cfg: DictConfig, data: Any, fold: Any, seed: int, epoch_metrics: list[str], trial: Any,
                 monitor: str | None, keep_predictions: bool) -> dict[str, Any] | None:
-    from nnsearch.models.build import build_module
-    from nnsearch.models.module import SupervisedModule
-    from nnsearch.fit.predictions import fold_predictions
-    from nnsearch.fit.fold import VAL_BATCH
+    """This rank's part of the one fold fit (:func:`nnsearch.fit.fold.fit_one_fold`); rank 0's answer for the parent."""
+    from nnsearch.fit.fold import FoldResult, Rank, fit_one_fold
+    from nnsearch.fit.pruning import FoldPruned
     from nnsearch.fit.settings import FitSettings
-    from nnsearch.fit.trainer import make_trainer
 
-    torch.manual_seed(seed)
-    module = build_module(cfg, data, fold, epoch_metrics)
-    # every rank joins the broadcast of the pruning decision; only rank 0 holds the trial
-    pruning = DDPPruning(trial, monitor, fold.index, cfg.trainer.max_epochs) if monitor is not None else None
-    from lightning.pytorch.plugins.environments import LightningEnvironment
-
-    # the environment is named: under SLURM or torchrun Lightning would otherwise read their rank variables
-    settings = FitSettings.from_config(cfg.trainer)
-    callbacks = [pruning] if pruning else []
-    trainer = make_trainer(settings, [*callbacks, *settings.callbacks()], strategy="ddp", plugins=[LightningEnvironment()])
-    train = rank_batches(fold.x_train, fold.y_train, int(cfg.data.batch_size), rank=rank, world=world, seed=seed)
-    val = TensorBatches(fold.x_val, fold.y_val_scaled, VAL_BATCH)
-    trainer.fit(module, train_dataloaders=train, val_dataloaders=val)
+    result = FoldResult(fold.index)
+    try:
+        fit_one_fold(cfg, data, fold, FitSettings.from_config(cfg.trainer), seed=seed, epoch_metrics=epoch_metrics, trial=trial, monitor=monitor,
+                     result=result, on_epoch=None, rank=Rank(rank, world))
+    except FoldPruned as pruned:  # rank 0: the decision every rank stopped on
+        return {"kind": "pruned", "message": pruned, "history": list(result.history), "metrics": {}}
+    except TrialFailed as err:
+        return {"kind": "error", "rank": rank, "message": str(err), "history": list(result.history)}
     if rank != 0:
         return None
-    answer: dict[str, Any] = {"kind": "done", "history": list(module.history)}
-    if pruning is not None and pruning.pruned:
-        answer.update(kind="pruned", message=pruning.pruned, metrics={})
-        return answer
-    if not module.history:
-        return {"kind": "error", "rank": 0, "message": "no epoch was trained (is trainer.max_epochs at least 1?)", "history": []}
-    module = module.to(trainer.strategy.root_device)
-    x_val, y_val = fold.x_val.to(module.device), fold.y_val_scaled.to(module.device)
-    answer["metrics"] = module.evaluate(x_val, y_val)
-    if keep_predictions and isinstance(module, SupervisedModule):
-        answer["predictions"] = fold_predictions(module, x_val, y_val)
-    return answer
+    return {"kind": "done", "history": list(result.history), "metrics": result.metrics, "predictions": result.predictions if keep_predictions else None}
 
 
 def rank_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, *, rank: int, world: int, seed: int) -> TensorBatches:

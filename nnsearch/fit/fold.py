@@ -47,6 +47,14 @@ class FoldResult:
         return len(self.history)
 
 
+@dataclass(frozen=True)
+class Rank:
+    """This process's place in a DDP fit of one fold (:mod:`nnsearch.fit.ddp` starts the ranks)."""
+
+    index: int
+    world: int
+
+
 @dataclass
 class Job:
     """What one fit trains: a fresh module, its batches and callbacks."""
@@ -57,11 +65,12 @@ class Job:
     callbacks: list[L.Callback]
 
 
-def fit(build: Callable[[torch.device], Job], settings: FitSettings) -> Job:
+def fit(build: Callable[[torch.device], Job], settings: FitSettings, *, strategy: Any = "auto", plugins: list | None = None) -> Job:
     """Build a job (seeded inside ``build``) and fit it: on the fast engine when it can, else on the Trainer.
 
     A fast fit that meets something only the Trainer does is built again, from the same seed, and
-    fitted on the Trainer, so the engine changes speed, never results.
+    fitted on the Trainer, so the engine changes speed, never results. ``strategy`` and ``plugins``
+    go to the Trainer (a DDP rank's; several devices always run on the Trainer).
     """
     device = fast.device_of(settings.accelerator) or torch.device("cpu")
     if settings.engine == "fast":
@@ -75,7 +84,7 @@ def fit(build: Callable[[torch.device], Job], settings: FitSettings) -> Job:
                 reason = str(why)
         _log_fallback(reason)
     job = build(device)
-    trainer_fit(make_trainer(settings, job.callbacks), job.module, job.train, job.val)
+    trainer_fit(make_trainer(settings, job.callbacks, strategy=strategy, plugins=plugins), job.module, job.train, job.val)
     return job
 
 
@@ -159,16 +168,19 @@ def configured_callbacks(cfg: DictConfig) -> list[L.Callback]:
 
 
 def fit_one_fold(cfg: DictConfig, data: Any, fold: Any, settings: FitSettings, *, seed: int, epoch_metrics: list[str], trial: Any,
-                 monitor: str | None, result: FoldResult, on_epoch: EpochHook | None) -> tuple[L.LightningModule, FoldResult]:
-    """One fold on one device: a fresh module (nnsearch's family or the user's), its batches (in-memory tensors
-    already on the device, or DataLoaders over a user's Dataset or DataModule) and callbacks, fitted and scored.
+                 monitor: str | None, result: FoldResult, on_epoch: EpochHook | None, rank: Rank | None = None) -> tuple[L.LightningModule, FoldResult]:
+    """One fold: a fresh module (nnsearch's family or the user's), its batches (in-memory tensors already on the
+    device, or DataLoaders over a user's Dataset or DataModule) and callbacks, fitted and scored.
 
-    Returns the trained module and ``result``.
+    Returns the trained module and ``result``. As ``rank`` of a DDP fit, the training rows are this
+    rank's ``DistributedSampler`` share, the pruning decision is rank 0's, broadcast to all, and only
+    rank 0 scores the fold (a pruned fold raises its ``FoldPruned`` there).
 
     A user's LightningModule is scored by the values it logs (:mod:`nnsearch.models.user`), and
     also by nnsearch's standard metrics of the task when its outputs fit them; one of nnsearch's
     families on a user's Dataset is scored as on shipped data.
     """
+    from nnsearch.fit import ddp
     from nnsearch.models.build import build_module
     from nnsearch.models.user import LoggedHistory, build_user_module, is_user_module
 
@@ -186,17 +198,34 @@ def fit_one_fold(cfg: DictConfig, data: Any, fold: Any, settings: FitSettings, *
             module.history = result.history
         if own_data:
             train, val = data.loaders(fold, seed=seed, pin_memory=device.type == "cuda")
+        elif rank is not None:  # rows stay on the CPU: Lightning moves each batch to this rank's device
+            train = ddp.rank_batches(fold.x_train, fold.y_train, int(cfg.data.batch_size), rank=rank.index, world=rank.world, seed=seed)
+            val = TensorBatches(fold.x_val, fold.y_val_scaled, VAL_BATCH)
         else:
             x_train, y_train, x_val, y_val = on_device(fold, device)
             train = TensorBatches(x_train, y_train, int(cfg.data.batch_size), generator=torch.Generator().manual_seed(seed))
             val = TensorBatches(x_val, y_val, VAL_BATCH)
         if on_epoch is not None:
             callbacks.append(EpochReport(on_epoch, fold.index, result.history))
-        if trial is not None and monitor is not None:
+        if rank is not None and monitor is not None:  # every rank joins the broadcast of rank 0's decision
+            callbacks.append(pruning := ddp.DDPPruning(trial, monitor, fold.index, settings.max_epochs))
+            ddp_pruning[:] = [pruning]
+        elif trial is not None and monitor is not None:
             callbacks.append(FoldPruning(trial, monitor, fold.index, settings.max_epochs))
         return Job(module, train, val, [*callbacks, *configured_callbacks(cfg), *settings.callbacks()])
 
-    job = fit(build, settings)
+    ddp_pruning: list[Any] = []
+    if rank is None:
+        job = fit(build, settings)
+    else:
+        from lightning.pytorch.plugins.environments import LightningEnvironment
+
+        # the environment is named: under SLURM or torchrun Lightning would otherwise read their rank variables
+        job = fit(build, settings, strategy="ddp", plugins=[LightningEnvironment()])
+        if rank.index != 0:
+            return job.module, result
+        if ddp_pruning and ddp_pruning[0].pruned is not None:
+            raise ddp_pruning[0].pruned
     if not result.history:
         raise TrialFailed("no epoch was trained (is trainer.max_epochs at least 1?)")
     if own_module:
@@ -210,7 +239,8 @@ def fit_one_fold(cfg: DictConfig, data: Any, fold: Any, settings: FitSettings, *
         result.metrics.update(standard_metrics(module, job.val, data))
         return module, result
     x_val, y_val = _gathered(job.val)  # in-memory rows stay on the fit's device
-    return job.module, evaluate(job.module, result, x_val, y_val, device=x_val.device, keep_predictions=wants_predictions(cfg))
+    device = job.module.device if rank is not None else x_val.device
+    return job.module, evaluate(job.module, result, x_val.to(device), y_val.to(device), device=device, keep_predictions=wants_predictions(cfg))
 
 
 def _gathered(batches: Any) -> tuple[torch.Tensor, torch.Tensor]:
