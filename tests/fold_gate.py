@@ -1,13 +1,15 @@
-"""A network for tests/cv/test_pool.py: in a fold process, fold 1 waits for fold 0's first report.
+"""A network for tests/cv/test_pool.py: in a fold process, fold 1 waits until the trial is decided.
 
 With folds side by side, which fold gets how far first is up to the scheduler and the number of
 cores. This MLP turns it into an event: built for fold 1 in a fold process (a fold learns which
 one it is from its torch seed, ``nnsearch.cv.fold_seed``: ``seed * 1000 + fold``), it trains its
-first batch only once the running trial in ``./optuna.journal`` holds step 0, fold 0's first
-report. Anywhere else (the study's own process, other folds) it is a plain MLP.
+first batch only once the pool's stop event is set, which the fold process that was pruned sets
+at once. Fold 1 is then running (waiting here) when the trial is pruned, and it stops at the end
+of its first epoch, however slow the machine. Anywhere else it is a plain MLP.
 
 Not a test module (no ``test_`` prefix); the fold processes import it by its ``_target_``, from
-the ``sys.path`` they inherit from pytest.
+the ``sys.path`` they inherit from pytest. It reads the fold process's state in
+``nnsearch.cv.pool`` (test-only knowledge of nnsearch's own internals).
 """
 
 from __future__ import annotations
@@ -22,16 +24,11 @@ from nnsearch.models.mlp import MLP
 WAIT_S = 120.0  # past this the fold trains anyway, and the test's assertions say what went wrong
 
 
-def _step_zero_reported() -> bool:
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
-    from optuna.trial import TrialState
+def _trial_decided() -> bool:
+    from nnsearch.cv import pool
 
-    storage = JournalStorage(JournalFileBackend("optuna.journal"))
-    for study in storage.get_all_studies():
-        running = storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.RUNNING,))
-        if any(0 in t.intermediate_values for t in running):
-            return True
-    return False
+    stop = pool._STATE.get("stop")
+    return stop is not None and stop.is_set()
 
 
 class SecondFoldWaits(MLP):
@@ -44,6 +41,6 @@ class SecondFoldWaits(MLP):
         if self._wait:
             self._wait = False
             deadline = time.monotonic() + WAIT_S
-            while not _step_zero_reported() and time.monotonic() < deadline:
+            while not _trial_decided() and time.monotonic() < deadline:
                 time.sleep(0.02)
         return super().forward(x)

@@ -48,8 +48,8 @@ def test_folds_in_parallel_give_the_scores_of_folds_in_turn(run_in_process, tmp_
 def test_a_pruned_fold_stops_the_other_running_fold_and_the_queued_one_never_starts(run_in_process, tmp_path):
     # no wine model reaches accuracy 1.1: fold 0's first report prunes the trial. Fold 1 runs
     # beside it; which of the two gets further first is up to the scheduler, so fold 1 is made to
-    # wait for fold 0's first report (tests/fold_gate.py) before it trains: it is still running
-    # when the trial is pruned, and fold 2 is still queued.
+    # wait until the trial is decided (tests/fold_gate.py) before it trains: it is running when the
+    # trial is pruned, stops at the end of its first epoch, and fold 2 is still queued.
     epochs = 10
     with pytest.raises(StudyFailed, match=r"no trial of study 'wine_mlp' completed \(2 pruned"):
         run_in_process(*WINE, "pruner=threshold", "pruner.lower=1.1", "cv.parallel=2", f"trainer.max_epochs={epochs}",
