@@ -22,12 +22,15 @@ import logging
 import math
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from nnsearch.config.credentials import redact, redacted_yaml, scrub
 from nnsearch.study.search_space import SearchSpace
+
+if TYPE_CHECKING:
+    from nnsearch.study.session import Prepared
 
 log = logging.getLogger("nnsearch")
 
@@ -112,7 +115,7 @@ def _setting(cfg: DictConfig, path: str, default: Any) -> Any:
     return default if value is None and default is not None else value
 
 
-def finish(cfg: DictConfig, record: Any, tracker: Any, p: dict[str, Any], *, reason: str, seconds: float, helper: Any = None) -> None:
+def finish(cfg: DictConfig, record: Any, tracker: Any, p: Prepared, *, reason: str, seconds: float, helper: Any = None) -> None:
     """Print the summary, write the report and the exports, retrain the chosen configuration,
     and close the parent run as FINISHED. ``record``: the study's :class:`~nnsearch.study.record.StudyRecord`.
 
@@ -244,11 +247,11 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
-def final_model(cfg: DictConfig, tracker: Any, record: Any, p: dict[str, Any], ranking: Any, metrics: dict[str, float], *, again: bool = False) -> list[str]:
+def final_model(cfg: DictConfig, tracker: Any, record: Any, p: Prepared, ranking: Any, metrics: dict[str, float], *, again: bool = False) -> list[str]:
     """Retrain the chosen trial on all development rows, score it on the test split, log it.
 
     A resumed study whose chosen trial did not change keeps the final model it already logged
-    (its ``final-model`` run, found through the study record ``nnsearch.study.final_model``): the
+    (its ``final-model`` run, found through the study record ``nnsearch.final_model``): the
     same trial retrained again would be the same model; ``again`` (``command=final``) retrains
     anyway. A failure here is reported, not raised: the study itself is complete and recorded.
     """
@@ -257,6 +260,8 @@ def final_model(cfg: DictConfig, tracker: Any, record: Any, p: dict[str, Any], r
     from nnsearch.study.record import FINAL_MODEL
 
     chosen = ranking.chosen
+    if getattr(p.data, "kind", None) == "datamodule":
+        return [f"Final model: not retrained: a DataModule of your own serves folds only (trial {chosen.number}'s config is in best_config.yaml)"]
     earlier = None if again else _existing_final_model(tracker, record, chosen.number)
     if earlier is not None:
         lines = [f"Final model: trial {chosen.number} is still the chosen one; keeping its final model (MLflow run {earlier.info.run_id})"]
