@@ -58,8 +58,7 @@ def takes_keyword(node: DictConfig, name: str) -> bool:
     try:
         fn = get_method(target)
     except Exception as err:  # noqa: BLE001 - Hydra wraps the import error
-        cause = err.__cause__ or err
-        raise NNSearchError(f"{target}: cannot import it ({str(cause).splitlines()[0]}); is its package in the folder you run from?") from None
+        raise import_failed("model.net._target_", target, err) from None
     params = inspect.signature(fn).parameters
     return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
@@ -85,6 +84,16 @@ def build_pruner(cfg: DictConfig) -> Any:
     return build("pruner", cfg.pruner)
 
 
+def import_failed(where: str, target: str, err: BaseException) -> NNSearchError:
+    """One line for a ``_target_`` that does not import, naming the root error (Hydra's own first line only says
+    "Error loading"), e.g. ``model.module._target_=mylab.nowhere.M: cannot import it (ModuleNotFoundError: No module named 'mylab.nowhere')``."""
+    root = err
+    while root.__cause__ is not None:
+        root = root.__cause__
+    first = (str(root).strip().splitlines() or [""])[0]
+    return NNSearchError(f"{where}={target}: cannot import it ({type(root).__name__}: {first}); is its package in the folder you run from?")
+
+
 def instantiate_node(where: str, node: Any, **kwargs: Any) -> Any:
     """``hydra.utils.instantiate`` with a failure (an import that fails, a bad keyword) as one line naming ``where``."""
     from hydra.errors import InstantiationException
@@ -98,5 +107,5 @@ def instantiate_node(where: str, node: Any, **kwargs: Any) -> Any:
         cause = err.__cause__ or err
         first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
         if isinstance(cause, (ImportError, AttributeError)) or "Error locating target" in str(err):
-            raise NNSearchError(f"{where}._target_={node['_target_']}: cannot import it ({first}); is its package in the folder you run from?") from None
+            raise import_failed(f"{where}._target_", node["_target_"], err) from None
         raise NNSearchError(f"{where}: cannot build {node['_target_']}: {first}") from None

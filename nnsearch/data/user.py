@@ -24,7 +24,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from nnsearch.data.dataset import Task, encode_target, infer_task
-from nnsearch.config.building import instantiate_node
+from nnsearch.config.building import import_failed, instantiate_node
 from nnsearch.errors import NNSearchError
 
 log = logging.getLogger("nnsearch")
@@ -190,8 +190,7 @@ def load_datamodule(**settings: Any) -> UserData:
     try:
         cls = get_class(target)
     except Exception as err:  # noqa: BLE001 - Hydra wraps the import error in its own
-        cause = err.__cause__ or err
-        raise NNSearchError(f"data.datamodule._target_={target}: cannot import it ({str(cause).splitlines()[0]}); is its package in the folder you run from?") from None
+        raise import_failed("data.datamodule._target_", target, err) from None
     names = source.get("fold_args") or {}
     wanted = [names.get(k, k) for k in FOLD_ARGS]
     params = inspect.signature(cls).parameters

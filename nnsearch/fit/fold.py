@@ -208,13 +208,11 @@ def fit_one_fold(cfg: DictConfig, data: Any, fold: Any, settings: FitSettings, *
         if on_epoch is not None:
             callbacks.append(EpochReport(on_epoch, fold.index, result.history))
         if rank is not None and monitor is not None:  # every rank joins the broadcast of rank 0's decision
-            callbacks.append(pruning := ddp.DDPPruning(trial, monitor, fold.index, settings.max_epochs))
-            ddp_pruning[:] = [pruning]
+            callbacks.append(ddp.DDPPruning(trial, monitor, fold.index, settings.max_epochs))
         elif trial is not None and monitor is not None:
             callbacks.append(FoldPruning(trial, monitor, fold.index, settings.max_epochs))
         return Job(module, train, val, [*callbacks, *configured_callbacks(cfg), *settings.callbacks()])
 
-    ddp_pruning: list[Any] = []
     if rank is None:
         job = fit(build, settings)
     else:
@@ -224,8 +222,9 @@ def fit_one_fold(cfg: DictConfig, data: Any, fold: Any, settings: FitSettings, *
         job = fit(build, settings, strategy="ddp", plugins=[LightningEnvironment()])
         if rank.index != 0:
             return job.module, result
-        if ddp_pruning and ddp_pruning[0].pruned is not None:
-            raise ddp_pruning[0].pruned
+        pruned = next((c.pruned for c in job.callbacks if isinstance(c, ddp.DDPPruning) and c.pruned is not None), None)
+        if pruned is not None:
+            raise pruned
     if not result.history:
         raise TrialFailed("no epoch was trained (is trainer.max_epochs at least 1?)")
     if own_module:

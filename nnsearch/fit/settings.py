@@ -117,7 +117,9 @@ def _check_trainer_arguments(target: str, extra: dict[str, Any]) -> None:
     try:
         trainer_class = get_class(target)
     except Exception as err:  # noqa: BLE001 - Hydra wraps the import error
-        raise NNSearchError(f"trainer._target_={target}: cannot import it ({str(err.__cause__ or err).splitlines()[0]}).") from None
+        from nnsearch.config.building import import_failed
+
+        raise import_failed("trainer._target_", target, err) from None
     params = inspect.signature(trainer_class.__init__).parameters
     unknown = sorted(k for k in extra if k not in params)
     if unknown:
