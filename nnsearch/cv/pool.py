@@ -25,6 +25,9 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import pickle
+import tempfile
+import weakref
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -84,7 +87,8 @@ class FoldPool:
         self.processes, self._n_splits = processes, len(splits)
         self._context = multiprocessing.get_context("spawn")
         self._stop = self._context.Event()
-        self._initargs = (data, splits, threads, self._stop)
+        self._handoff = _Handoff((data, splits))
+        self._initargs = (self._handoff.path, threads, self._stop)
         self._executor = self._start()
 
     def _start(self) -> ProcessPoolExecutor:
@@ -177,6 +181,33 @@ class FoldPool:
     def close(self) -> None:
         self._stop.set()
         self._executor.shutdown(wait=True, cancel_futures=True)
+        self._handoff.remove()
+
+
+class _Handoff:
+    """The data set and splits, pickled once into a private file that each fold process reads at start.
+
+    Handed over as ``initargs`` instead, they travel through the spawn pipe: its writes block until
+    the child has booted (imported torch and Lightning) far enough to read them, so the processes
+    started one after the other while this process waited (~5 s each on 2 cores, measured), rather
+    than booting side by side while the study and the MLflow store open.
+    """
+
+    def __init__(self, payload: Any) -> None:
+        fd, self.path = tempfile.mkstemp(prefix="nnsearch-folds-", suffix=".pickle")
+        with os.fdopen(fd, "wb") as file:
+            pickle.dump(payload, file, protocol=pickle.HIGHEST_PROTOCOL)
+        weakref.finalize(self, _remove, self.path)  # also at exit, if close() never ran
+
+    def remove(self) -> None:
+        _remove(self.path)
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 FOLD_DONE = "nnsearch:fold_done:{}"  # trial system attribute: this fold has reported all its epochs
@@ -232,7 +263,7 @@ class InTurnPruner(optuna.pruners.BasePruner):
 _STATE: dict[str, Any] = {}
 
 
-def _init_process(data: Any, splits: list, threads: int, stop: Any) -> None:
+def _init_process(handoff: str, threads: int, stop: Any) -> None:
     import torch
 
     from nnsearch.runtime import fast_exit
@@ -244,6 +275,8 @@ def _init_process(data: Any, splits: list, threads: int, stop: Any) -> None:
     torch.set_num_threads(threads)
     logging.getLogger("optuna").setLevel(logging.WARNING)
     quiet_lightning()
+    with open(handoff, "rb") as file:
+        data, splits = pickle.load(file)
     _STATE.update(folds=FoldCache(data, splits), data=data, stop=stop)
 
 

@@ -21,7 +21,7 @@ from nnsearch.study.session import Prepared, open_study_and_parent, prepare, rec
 log = logging.getLogger("nnsearch")
 
 
-def run_study(cfg: DictConfig) -> Any:
+def run_study(cfg: DictConfig, *, started: float | None = None) -> Any:
     """Validate, run the study to ``study.n_trials`` finished trials, summarize; returns the study.
 
     With ``launch.workers`` > 1 (or ``launch.gpus``, or ``launch.backend=submitit``) the trials
@@ -34,7 +34,7 @@ def run_study(cfg: DictConfig) -> Any:
 
     from nnsearch.study.preflight import check_data_early
 
-    started = time.time()
+    started = time.time() if started is None else started  # the CLI passes its launch time
     check_reachable(cfg.tracking.uri)  # an unreachable server fails now, in seconds, not after minutes of retries
     check_data_early(cfg)  # a mistyped CSV column fails before torch and Lightning are imported
     launch = LaunchSettings.from_config(cfg.get("launch"))
