@@ -39,7 +39,7 @@ from nnsearch.cv.splits import fold_seed
 from nnsearch.errors import NNSearchError, TrialFailed
 from nnsearch.runtime.interrupt import die_with_parent, stop_signals_blocked
 from nnsearch.fit.pruning import FoldPruned
-from nnsearch.fit.pruning import reopen_trial, trial_ticket
+from nnsearch.fit.pruning import reopen_trial, trial_id_of, trial_ticket
 
 log = logging.getLogger("nnsearch")
 
@@ -238,7 +238,7 @@ class InTurnPruner(optuna.pruners.BasePruner):
             if self.pruner.prune(study, in_turn):
                 self.pruned_step = step
                 return True
-            trial = study._storage.get_trial(trial._trial_id)  # a pruner may have written to it (rungs)
+            trial = _running_trial(study, trial.number)  # a pruner may have written to it (rungs)
         return False
 
     def _next_step(self, trial: optuna.trial.FrozenTrial) -> int | None:
@@ -256,6 +256,12 @@ class InTurnPruner(optuna.pruners.BasePruner):
         """The trial's pruned exception at the step this pruner judged."""
         assert self.pruned_step is not None
         return FoldPruned.at(self.pruned_step, self.steps_per_fold)
+
+
+def _running_trial(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
+    """Trial ``number`` as the storage holds it now (a running trial: the storage reads only those)."""
+    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    return next(t for t in running if t.number == number)
 
 
 # -- in the fold processes ----------------------------------------------------------------------
@@ -313,7 +319,8 @@ def _fit_one(cfg: DictConfig, k: int, seed: int, epoch_metrics: list[str], ticke
         fit_fold(cfg, _STATE["data"], _STATE["folds"].get(k, cfg.data.get("scaler")), seed=seed, epoch_metrics=epoch_metrics,
                  trial=trial, monitor=monitor, result=result, on_epoch=check_stop)
         if trial is not None and monitor is not None:  # done: its missing steps (early stop) no longer hold back later ones
-            _STATE["storage"].set_trial_system_attr(trial._trial_id, FOLD_DONE.format(k), result.epochs)
+            storage = _STATE["storage"]
+            storage.set_trial_system_attr(trial_id_of(storage, name, number), FOLD_DONE.format(k), result.epochs)
             if trial.should_prune():
                 raise optuna.TrialPruned()
     except _Stopped:

@@ -180,14 +180,29 @@ def _warm_start(entries: Any, space: Any) -> list[dict[str, Any]]:
             if path not in by_path:
                 raise NNSearchError(f"study.enqueue[{i}]: '{path}' is not in search_space ({', '.join(by_path) or 'empty'}).")
             dist = by_path[path]
-            try:
-                inside = dist._contains(dist.to_internal_repr(value))
-            except (ValueError, TypeError):
-                inside = False
-            if not inside:
+            if not _inside(dist, value):
                 raise NNSearchError(f"study.enqueue[{i}]: {path}={value!r} is outside its search space {dist}.")
         out.append(entry)
     return out
+
+
+def _inside(dist: Any, value: Any) -> bool:
+    """Whether ``value`` is one the distribution can suggest (bounds, step, choices), from its public fields."""
+    import optuna
+
+    if isinstance(dist, optuna.distributions.CategoricalDistribution):
+        return value in dist.choices
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if isinstance(dist, optuna.distributions.IntDistribution) and value != int(value):
+        return False
+    if not dist.low <= value <= dist.high:
+        return False
+    step = getattr(dist, "step", None)
+    if step is None:
+        return True
+    offset = (value - dist.low) / step
+    return abs(offset - round(offset)) < 1e-8
 
 
 def optuna_logging_to_warnings() -> None:
