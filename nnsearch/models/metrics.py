@@ -191,3 +191,20 @@ def compute_metrics(
     outputs, target = outputs.detach().float().cpu(), target.detach().cpu()
     lazy = _BY_TASK[task](outputs, target, n_classes)
     return {name: float(lazy[name]()) for name in (names or lazy)}
+
+
+def target_metric_names(targets: tuple) -> list[str]:
+    """The metrics of a multi-task data set: ``<target>/<metric>`` for each target's task, in target order."""
+    return [f"{t.name}/{m}" for t in targets for m in metric_names(t.task)]
+
+
+def resolve_target_objective(metric: str, direction: str | None, targets: tuple) -> str:
+    """Like :func:`resolve_objective` for a multi-task metric ``<target>/<metric>``; returns the direction."""
+    if metric not in target_metric_names(targets):
+        from difflib import get_close_matches
+
+        known = target_metric_names(targets)
+        close = get_close_matches(metric, known, n=1)
+        hint = f" Did you mean {close[0]}?" if close else ""
+        raise NNSearchError(f"Unknown objective metric '{metric}' for targets {[t.name for t in targets]}; choose one of {', '.join(known)}.{hint}")
+    return resolve_objective(metric.rsplit("/", 1)[1], direction, next(t.task for t in targets if metric.startswith(f"{t.name}/")))
