@@ -76,7 +76,7 @@ def load_csv(
         raise NNSearchError(f"Cannot read CSV {file}: {err}") from None
     targets = target_list(target)
     if targets is not None:  # several target columns: one model with a head per target
-        return multitask_from_frame(frame, targets, name=file.stem, features=features, task=task, scaler=scaler, batch_size=batch_size)
+        return multitask_from_frame(frame, targets, name=file.stem, source=file.name, features=features, task=task, scaler=scaler, batch_size=batch_size)
     if target is None or target == "???":
         raise NNSearchError(f"data=csv needs a target column: add data.target=COLUMN (columns: {', '.join(map(str, frame.columns))}).")
     if target not in frame.columns:
@@ -135,6 +135,7 @@ def multitask_from_frame(
     targets: Sequence[str],
     *,
     name: str,
+    source: str | None = None,
     features: Sequence[str] | None = None,
     task: Any = "auto",
     scaler: str = "standard",
@@ -144,29 +145,31 @@ def multitask_from_frame(
     like a single target (``data.task`` auto) or given by ``data.task=[multiclass, regression]``.
 
     ``y`` is a float32 table, one column per target (class indices in the class columns).
+    ``source`` names the table in messages (its file name; default ``name``).
     """
     import pandas as pd
     from omegaconf import OmegaConf
 
     from nnsearch.data.dataset import Task, TargetSpec
 
+    shown = source or name
     where = ", ".join(map(str, frame.columns))
     unknown = [t for t in targets if t not in frame.columns]
     if unknown:
-        raise NNSearchError(f"Target column(s) {', '.join(unknown)} of data.target={list(targets)} not in {name}; its columns are: {where}.")
+        raise NNSearchError(f"Target column(s) {', '.join(unknown)} of data.target={list(targets)} not in {shown}; its columns are: {where}.")
     tasks = [str(t) for t in task] if OmegaConf.is_list(task) or isinstance(task, (list, tuple)) else [str(task)] * len(targets)
     if len(tasks) != len(targets):
         raise NNSearchError(f"data.task lists {len(tasks)} tasks for {len(targets)} targets {list(targets)}; give one per target, or auto.")
     columns = list(features) if features else [c for c in frame.columns if c not in targets]
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise NNSearchError(f"Feature columns not in {name}: {', '.join(map(str, missing))}.")
+        raise NNSearchError(f"Feature columns not in {shown}: {', '.join(map(str, missing))}.")
     if not columns:
-        raise NNSearchError(f"{name} has no feature columns besides the targets {list(targets)}.")
+        raise NNSearchError(f"{shown} has no feature columns besides the targets {list(targets)}.")
     non_numeric = [c for c in columns if not pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c])]
     if non_numeric:
         raise NNSearchError(
-            f"Non-numeric feature columns in {name}: {', '.join(map(str, non_numeric))}; encode them as numbers or leave them out with data.features=[...]."
+            f"Non-numeric feature columns in {shown}: {', '.join(map(str, non_numeric))}; encode them as numbers or leave them out with data.features=[...]."
         )
     specs, values = [], []
     for column, requested in zip(targets, tasks, strict=True):
