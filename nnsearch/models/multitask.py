@@ -23,7 +23,7 @@ from torch import nn
 from nnsearch.data.dataset import Task, TargetSpec
 from nnsearch.errors import NNSearchError
 from nnsearch.models.base import HistoryModule
-from nnsearch.models.metrics import compute_metrics
+from nnsearch.models.metrics import compute_metrics, target_metric_names
 
 
 def task_weights(targets: tuple[TargetSpec, ...], given: Mapping[str, Any] | None) -> tuple[float, ...]:
@@ -85,6 +85,10 @@ class MultiTaskModule(HistoryModule):
         if len(self.weights) != len(self.targets):
             raise ValueError(f"{len(self.weights)} task weights for {len(self.targets)} targets.")
         self.target_scale = tuple(target_scale) or ((0.0, 1.0),) * len(self.targets)
+        unknown = [m for m in self.epoch_metrics if m not in target_metric_names(self.targets)]
+        if unknown:
+            raise NNSearchError(f"Unknown per-epoch metric(s) {', '.join(unknown)} for targets {', '.join(t.name for t in self.targets)}; "
+                                f"choose among {', '.join(target_metric_names(self.targets))}.")
         self._val_outputs: list[torch.Tensor] = []
         self._val_targets: list[torch.Tensor] = []
 
