@@ -73,7 +73,7 @@ def test_a_multitask_study_tunes_both_heads_and_serves_both_targets(run_cli, tmp
 @pytest.mark.slow
 def test_one_target_metric_is_the_objective_on_the_trainer_engine_with_pruning(run_in_process, tmp_path):
     _write_csv(tmp_path)
-    result = run_in_process("data=csv", f"data.path={tmp_path / 'table.csv'}", "data.target=[kind,value]", "study.metric=value/rmse",
+    result = run_in_process("+study=digits_mlp", "study.name=one_target_metric", "data=csv", f"data.path={tmp_path / 'table.csv'}", "data.target=[kind,value]", "study.metric=value/rmse",
                             "trainer.engine=lightning", "+model.task_weights.kind=0.5", "pruner=median",
                             f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}", *TINY)
     trials = result.get_trials(states=(TrialState.COMPLETE,))
