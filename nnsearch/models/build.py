@@ -50,6 +50,20 @@ def _weights_node(cfg: DictConfig) -> dict | None:
     return OmegaConf.to_container(node, resolve=True) if node is not None else None  # type: ignore[return-value]
 
 
+def _metric_weights(cfg: DictConfig, data: Dataset) -> dict[str, float] | None:
+    """``study.metric_weights`` when the objective is their weighted sum (``study.metric=weighted``)."""
+    from omegaconf import OmegaConf
+
+    from nnsearch.models.metrics import WEIGHTED, check_metric_weights
+
+    study = cfg.get("study") or {}
+    metric = study.get("metric")
+    if WEIGHTED not in (list(metric) if OmegaConf.is_list(metric) else [metric]):
+        return None
+    weights = study.get("metric_weights")
+    return check_metric_weights(OmegaConf.to_container(weights) if OmegaConf.is_config(weights) else weights, data.targets)
+
+
 def family_of(net: object) -> Family:
     if isinstance(net, Autoencoder):
         return AUTOENCODER
@@ -73,7 +87,7 @@ def build_module(cfg: DictConfig, data: Dataset, fold: Fold, epoch_metrics: list
         from nnsearch.models.multitask import MultiTaskModule, task_weights
 
         return MultiTaskModule(net, data.targets, optimizer, scheduler, weights=task_weights(data.targets, _weights_node(cfg)),
-                               epoch_metrics=tuple(epoch_metrics), target_scale=fold.target_scale)
+                               epoch_metrics=tuple(epoch_metrics), target_scale=fold.target_scale, metric_weights=_metric_weights(cfg, data))
     if cfg.model.get("task_weights"):
         raise NNSearchError(f"model.task_weights weighs the targets of multi-task data (data.target=[a, b]); data '{data.name}' has one target.")
     if family is AUTOENCODER:

@@ -23,7 +23,7 @@ from torch import nn
 from nnsearch.data.dataset import Task, TargetSpec
 from nnsearch.errors import NNSearchError
 from nnsearch.models.base import HistoryModule
-from nnsearch.models.metrics import compute_metrics, target_metric_names
+from nnsearch.models.metrics import WEIGHTED, compute_metrics, target_metric_names
 
 
 def task_weights(targets: tuple[TargetSpec, ...], given: Mapping[str, Any] | None) -> tuple[float, ...]:
@@ -62,6 +62,8 @@ class MultiTaskModule(HistoryModule):
         weights: loss weight per target (:func:`task_weights`).
         epoch_metrics: ``<target>/<metric>`` names computed on the validation fold every epoch.
         target_scale: (mean, std) per target that standardized its column (``(0, 1)`` for classes).
+        metric_weights: target metric -> weight; the metric ``weighted`` is their weighted sum
+            (``study.metric=weighted``), reported beside the target metrics.
 
     Example:
         ``module(x)`` gives the concatenated head outputs; ``module.heads(module(x))`` one tensor
@@ -78,6 +80,7 @@ class MultiTaskModule(HistoryModule):
         weights: tuple[float, ...] | None = None,
         epoch_metrics: tuple[str, ...] = (),
         target_scale: tuple[tuple[float, float], ...] = (),
+        metric_weights: Mapping[str, float] | None = None,
     ) -> None:
         super().__init__(net, Task.MULTITASK, optimizer, scheduler, epoch_metrics=epoch_metrics)
         self.targets = tuple(targets)
@@ -85,10 +88,12 @@ class MultiTaskModule(HistoryModule):
         if len(self.weights) != len(self.targets):
             raise ValueError(f"{len(self.weights)} task weights for {len(self.targets)} targets.")
         self.target_scale = tuple(target_scale) or ((0.0, 1.0),) * len(self.targets)
-        unknown = [m for m in self.epoch_metrics if m not in target_metric_names(self.targets)]
+        self.metric_weights = dict(metric_weights or {})
+        names = [*target_metric_names(self.targets), *([WEIGHTED] if self.metric_weights else [])]
+        unknown = [m for m in self.epoch_metrics if m not in names]
         if unknown:
             raise NNSearchError(f"Unknown per-epoch metric(s) {', '.join(unknown)} for targets {', '.join(t.name for t in self.targets)}; "
-                                f"choose among {', '.join(target_metric_names(self.targets))}.")
+                                f"choose among {', '.join(names)}.")
         self._val_outputs: list[torch.Tensor] = []
         self._val_targets: list[torch.Tensor] = []
 
@@ -138,7 +143,11 @@ class MultiTaskModule(HistoryModule):
         self.record_epoch(row)
 
     def _metrics(self, outputs: torch.Tensor, target: torch.Tensor, names: list[str] | None) -> dict[str, float]:
-        """``<target>/<metric>`` for the ``names`` asked (all when None), in the targets' original units."""
+        """``<target>/<metric>`` for the ``names`` asked (all when None), in the targets' original units;
+        ``weighted`` (asked, or all with metric weights) adds their weighted sum."""
+        weighted = bool(self.metric_weights) and (names is None or WEIGHTED in names)
+        if weighted and names is not None:
+            names = [*names, *self.metric_weights]
         scores: dict[str, float] = {}
         for i, (spec, out) in enumerate(zip(self.targets, self.heads(outputs), strict=True)):
             wanted = None if names is None else [n[len(spec.name) + 1 :] for n in names if n.startswith(f"{spec.name}/")]
@@ -151,6 +160,10 @@ class MultiTaskModule(HistoryModule):
             else:
                 column = column.long()
             scores.update({f"{spec.name}/{k}": v for k, v in compute_metrics(spec.task, out, column, len(spec.classes), wanted).items()})
+        if weighted:
+            scores[WEIGHTED] = sum(w * scores[m] for m, w in self.metric_weights.items())
+        if names is not None:
+            scores = {k: v for k, v in scores.items() if k in names}
         return scores
 
     @torch.no_grad()

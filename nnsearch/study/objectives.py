@@ -64,7 +64,8 @@ def resolve_objectives(study_cfg: Any, task: Task | None, *, logged: bool = Fals
     ``logged``: the module is the user's, so a metric may be any name it logs with ``self.log``
     (checked when the smoke test trains it), besides nnsearch's metrics of a known task.
     ``targets``: a multi-task data set's target specs; its metrics are ``<target>/<metric>``
-    (``study.metric=[a/accuracy, b/rmse]`` is a multi-objective study over both targets).
+    (``study.metric=[a/accuracy, b/rmse]`` is a multi-objective study over both targets), or ``weighted``:
+    the ``study.metric_weights``-weighted sum of them, e.g. ``{a/accuracy: 1.0, b/rmse: -0.1}``.
     """
     metrics = [str(m) for m in _as_list(study_cfg.metric)]
     if not metrics:
@@ -84,7 +85,9 @@ def resolve_objectives(study_cfg: Any, task: Task | None, *, logged: bool = Fals
 
             directions.append(logged_direction(metric, direction))
         elif targets and metric not in MODEL_METRICS:
-            directions.append(resolve_target_objective(metric, direction, targets))
+            weights = study_cfg.get("metric_weights")
+            weights = OmegaConf.to_container(weights) if OmegaConf.is_config(weights) else weights
+            directions.append(resolve_target_objective(metric, direction, targets, weights=weights))
         elif metric in MODEL_METRICS:
             direction = direction or MODEL_METRICS[metric]
             if direction not in ("maximize", "minimize"):

@@ -71,13 +71,24 @@ def test_a_multitask_study_tunes_both_heads_and_serves_both_targets(run_cli, tmp
 
 
 @pytest.mark.slow
-def test_one_target_metric_is_the_objective_on_the_trainer_engine_with_pruning(run_in_process, tmp_path):
+@pytest.mark.parametrize(
+    ("objective", "engine", "direction"),
+    [(["study.metric=value/rmse"], "lightning", "MINIMIZE"),
+     (["study.metric=weighted", "+study.metric_weights={kind/accuracy: 1.0, value/rmse: -0.01}"], "fast", "MAXIMIZE")],
+    ids=["one-target-metric-on-the-trainer", "weighted-sum-on-the-fast-engine"],
+)
+def test_one_objective_over_the_targets_with_pruning(run_in_process, tmp_path, objective, engine, direction):
     _write_csv(tmp_path)
-    result = run_in_process("+study=digits_mlp", "study.name=one_target_metric", "data=csv", f"data.path={tmp_path / 'table.csv'}", "data.target=[kind,value]", "study.metric=value/rmse",
-                            "trainer.engine=lightning", "+model.task_weights.kind=0.5", "pruner=median",
-                            f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}", *TINY)
+    result = run_in_process("+study=digits_mlp", "study.name=one_objective", "data=csv", f"data.path={tmp_path / 'table.csv'}",
+                            "data.target=[kind,value]", *objective, f"trainer.engine={engine}", "+model.task_weights.kind=0.5",
+                            "pruner=median", f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}", *TINY)
     trials = result.get_trials(states=(TrialState.COMPLETE,))
-    assert result.direction.name == "MINIMIZE" and len(trials) == 2 and all(t.value > 0 for t in trials)
-    _, _, children = mlflow_runs(tmp_path, result.study_name)
-    curves = children[0].data.metrics
-    assert "fold0/val/value/rmse" in curves and "val/value/rmse" in curves
+    assert result.direction.name == direction and len(trials) == 2 and all(math.isfinite(t.value) for t in trials)
+    metric = objective[0].split("=")[1]
+    _, _, children = mlflow_runs(tmp_path, "one_objective")
+    for child in children:
+        curves = child.data.metrics
+        assert f"fold0/val/{metric}" in curves and f"val/{metric}" in curves and f"cv/{metric}" in curves
+    if metric == "weighted":
+        cv = children[0].data.metrics
+        assert cv["cv/weighted"] == pytest.approx(cv["cv/kind/accuracy"] - 0.01 * cv["cv/value/rmse"], rel=1e-6)

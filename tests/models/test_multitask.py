@@ -107,3 +107,21 @@ def test_objectives_name_a_target_metric_or_a_list_of_them():
         resolve_objectives(study("value/rsme"), Task.MULTITASK, targets=TARGETS)
     with pytest.raises(NNSearchError, match="Unknown objective metric 'accuracy' for targets"):
         resolve_objectives(study("accuracy"), Task.MULTITASK, targets=TARGETS)
+
+
+def test_a_weighted_objective_sums_the_weighted_target_metrics():
+    module, fold = _module("study.metric=weighted", "+study.metric_weights={kind/accuracy: 1.0, value/rmse: -0.01}")
+    metrics = module.evaluate(fold.x_val, fold.y_val_scaled)
+    assert metrics["weighted"] == pytest.approx(metrics["kind/accuracy"] - 0.01 * metrics["value/rmse"])
+    row = module._metrics(module(fold.x_val), fold.y_val_scaled, ["weighted"])
+    assert row["weighted"] == pytest.approx(metrics["weighted"], rel=1e-6)
+
+
+def test_a_weighted_objective_needs_weights_of_target_metrics():
+    study = lambda weights, direction=None: OmegaConf.create({"metric": "weighted", "direction": direction, "metric_weights": weights})  # noqa: E731
+    assert resolve_objectives(study({"kind/f1": 1.0, "value/r2": 0.5}), Task.MULTITASK, targets=TARGETS).directions == ["maximize"]
+    assert resolve_objectives(study({"value/rmse": 1.0}, "minimize"), Task.MULTITASK, targets=TARGETS).directions == ["minimize"]
+    with pytest.raises(NNSearchError, match="study.metric=weighted needs study.metric_weights"):
+        resolve_objectives(study(None), Task.MULTITASK, targets=TARGETS)
+    with pytest.raises(NNSearchError, match="study.metric_weights names kind/auc, which is no target metric"):
+        resolve_objectives(study({"kind/auc": 1.0}), Task.MULTITASK, targets=TARGETS)
