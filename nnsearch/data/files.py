@@ -150,7 +150,7 @@ def multitask_from_frame(
     import pandas as pd
     from omegaconf import OmegaConf
 
-    from nnsearch.data.dataset import Task, TargetSpec
+    from nnsearch.data.dataset import TargetSpec, Task
 
     shown = source or name
     where = ", ".join(map(str, frame.columns))

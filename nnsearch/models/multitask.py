@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nnsearch.data.dataset import Task, TargetSpec
+from nnsearch.data.dataset import TargetSpec, Task
 from nnsearch.errors import NNSearchError
 from nnsearch.models.base import HistoryModule
 from nnsearch.models.metrics import WEIGHTED, compute_metrics, target_metric_names

@@ -20,7 +20,12 @@ from omegaconf import OmegaConf
 
 from nnsearch.data.dataset import Task
 from nnsearch.errors import NNSearchError
-from nnsearch.models.metrics import metric_names, resolve_objective, resolve_target_objective, target_metric_names
+from nnsearch.models.metrics import (
+    metric_names,
+    resolve_objective,
+    resolve_target_objective,
+    target_metric_names,
+)
 from nnsearch.models.size import MODEL_METRICS
 
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 import torch.nn.functional as F
 from conftest import compose
 from omegaconf import OmegaConf
 
 from nnsearch.cv.splits import make_splits, prepare_fold
-from nnsearch.data.dataset import Dataset, Task, TargetSpec
+from nnsearch.data.dataset import Dataset, TargetSpec, Task
 from nnsearch.errors import NNSearchError
 from nnsearch.models.build import build_module
 from nnsearch.models.metrics import compute_metrics, target_metric_names
@@ -100,7 +99,7 @@ def test_task_weights_on_single_target_data_are_refused():
 
 
 def test_objectives_name_a_target_metric_or_a_list_of_them():
-    study = lambda metric: OmegaConf.create({"metric": metric, "direction": None})  # noqa: E731
+    study = lambda metric: OmegaConf.create({"metric": metric, "direction": None})
     objectives = resolve_objectives(study(["kind/accuracy", "value/rmse"]), Task.MULTITASK, targets=TARGETS)
     assert objectives.metrics == ["kind/accuracy", "value/rmse"] and objectives.directions == ["maximize", "minimize"]
     with pytest.raises(NNSearchError, match=r"Unknown objective metric 'value/rsme' .* Did you mean value/rmse\?"):
@@ -118,7 +117,7 @@ def test_a_weighted_objective_sums_the_weighted_target_metrics():
 
 
 def test_a_weighted_objective_needs_weights_of_target_metrics():
-    study = lambda weights, direction=None: OmegaConf.create({"metric": "weighted", "direction": direction, "metric_weights": weights})  # noqa: E731
+    study = lambda weights, direction=None: OmegaConf.create({"metric": "weighted", "direction": direction, "metric_weights": weights})
     assert resolve_objectives(study({"kind/f1": 1.0, "value/r2": 0.5}), Task.MULTITASK, targets=TARGETS).directions == ["maximize"]
     assert resolve_objectives(study({"value/rmse": 1.0}, "minimize"), Task.MULTITASK, targets=TARGETS).directions == ["minimize"]
     with pytest.raises(NNSearchError, match="study.metric=weighted needs study.metric_weights"):
