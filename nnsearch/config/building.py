@@ -43,7 +43,10 @@ def build_network(cfg: DictConfig, input_shape: tuple[int, ...], n_outputs: int)
     if "net" in cfg.model and "_target_" not in cfg.model:
         node = cfg.model.net
         return build("model.net", node, **{k: v for k, v in shape.items() if takes_keyword(node, k)})
-    return build("model", cfg.model, **shape)
+    node = cfg.model
+    if "task_weights" in node:  # the multi-task loss's weights (nnsearch.models.multitask), not a network setting
+        node = OmegaConf.masked_copy(node, [k for k in node if k != "task_weights"])
+    return build("model", node, **shape)
 
 
 def takes_keyword(node: DictConfig, name: str) -> bool:

@@ -89,7 +89,7 @@ def prepare(cfg: DictConfig) -> Prepared:
     parallel_folds(cfg, 2, per_fold_pruning=False)  # a bad cv.parallel fails here too
     data = build("data", cfg.data)
     own_code = _own_code(cfg, data)
-    objectives = resolve_objectives(cfg.study, data.task, logged=own_code.module)
+    objectives = resolve_objectives(cfg.study, data.task, logged=own_code.module, targets=getattr(data, "targets", ()))
     if own_code.module:  # a fold scored at its best epoch needs the direction the study resolved
         cfg.study.direction = objectives.directions if objectives.multi else objectives.directions[0]
     if own_code.data and objectives.model_metrics:
