@@ -72,21 +72,25 @@ def _is_local_file(url: Any) -> bool:
     return is_journal(url) or text.startswith(("sqlite:", "file:"))
 
 
-def shared_storage_problem(cfg: DictConfig, nodes: int) -> str | None:
-    """Why the study cannot run on a cluster of ``nodes`` machines, or None.
+def shared_storage_problem(cfg: DictConfig, hosts: list[str | None]) -> str | None:
+    """Why the study cannot run on Ray nodes on ``hosts`` (one per alive node), or None.
 
-    A journal file or SQLite is one machine's file: workers of other nodes would each write a
-    study of their own (or fail to find it). One node (a local Ray instance) shares it fine.
+    A journal file or SQLite is a file of this machine: workers on another machine would each
+    write a study (or an MLflow store) of their own. Nodes on this machine (a local Ray instance)
+    share it as local workers do; a node whose host is unknown is taken for another machine.
     """
-    if nodes <= 1:
+    here = socket.gethostname()
+    elsewhere = [h for h in hosts if h != here]
+    if not elsewhere:
         return None
     local = [key for key, url in (("study.storage", cfg.study.storage), ("tracking.uri", cfg.tracking.uri)) if _is_local_file(url)]
     if not local:
         return None
     return (
-        f"launch.backend=ray: the Ray cluster has {nodes} nodes, but {' and '.join(local)} {'are files' if len(local) > 1 else 'is a file'} "
-        "of this machine that the other nodes cannot share; use study.storage=postgresql://... (or mysql+pymysql://..., or grpc://HOST:PORT "
-        "of command=storage_server) and tracking.uri=http://MLFLOW_SERVER:5000 (or the database's URL)."
+        f"launch.backend=ray: {len(elsewhere)} of the Ray cluster's {len(hosts)} node(s) run on other machines than this one, but "
+        f"{' and '.join(local)} {'are files' if len(local) > 1 else 'is a file'} of this machine that they cannot share; use "
+        "study.storage=postgresql://... (or mysql+pymysql://..., or grpc://HOST:PORT of command=storage_server) and "
+        "tracking.uri=http://MLFLOW_SERVER:5000 (or the database's URL)."
     )
 
 
@@ -126,8 +130,10 @@ def connect(cfg: DictConfig) -> Any:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         where = "start a local Ray instance" if address == "local" else f"connect to Ray at launch.ray.address={address}"
         raise NNSearchError(f"Cannot {where}: {first}") from None
-    nodes = len([n for n in ray.nodes() if n.get("Alive")])
-    problem = shared_storage_problem(cfg, nodes)
+    alive = [n for n in ray.nodes() if n.get("Alive")]
+    nodes = len(alive)
+    # a local instance runs on this machine by construction; a cluster's nodes are told apart by host name
+    problem = None if address == "local" else shared_storage_problem(cfg, [n.get("NodeManagerHostname") for n in alive])
     if problem:
         ray.shutdown()
         raise NNSearchError(problem)

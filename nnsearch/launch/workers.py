@@ -154,7 +154,7 @@ def launch_workers(cfg: DictConfig, study: Any, storage: Any, *, on_dead: Any = 
     configs = {spec.index: write_worker_config(cfg, spec, folder) for spec in specs}
     where = ", ".join(f"GPU {s.gpu}" if s.gpu is not None else f"{s.threads} thread(s)" for s in specs)
     if cfg.launch.backend == "ray":
-        where = f"{cfg.launch.ray.cpus_per_trial} CPU(s) and {cfg.launch.ray.gpus_per_trial} GPU(s) each"
+        where = f"{float(cfg.launch.ray.cpus_per_trial):g} CPU(s) and {float(cfg.launch.ray.gpus_per_trial):g} GPU(s) each"
     log.info("launching %d %s worker(s): %s", len(specs), cfg.launch.backend, where)
     if cfg.launch.backend == "submitit":
         _run_submitit(cfg, specs, configs, folder)
