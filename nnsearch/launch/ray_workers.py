@@ -301,6 +301,9 @@ def _die_with_actor(fd: int) -> None:
 
 def main() -> None:
     """A Ray worker's process: ``python -m nnsearch.launch.ray_workers CONFIG``; the worker of every backend, tied to its actor."""
+    # Ray starts its processes with SIGINT blocked (so that a Ctrl-C reaches the driver only) and a
+    # blocked mask survives exec: unblock the stop signals, which stop this worker cleanly
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     fd = os.environ.pop(ACTOR_FD_ENV, None)
     if fd is not None and fd.isdigit():
         _die_with_actor(int(fd))
