@@ -125,7 +125,7 @@ def connect(cfg: DictConfig) -> Any:
     if ray.is_initialized():
         ray.shutdown()
     try:
-        ray.init(address=address, runtime_env=runtime_env, log_to_driver=True, **options)
+        ray.init(address=address, runtime_env=runtime_env, **options)
     except Exception as err:  # noqa: BLE001 - ConnectionError, ValueError, RuntimeError, ...: one line either way
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         where = "start a local Ray instance" if address == "local" else f"connect to Ray at launch.ray.address={address}"

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from conftest import compose, mlflow_runs
+from conftest import compose, load_study, mlflow_runs
 from test_workers import FAST, _assert_exact, _running_trials
 
 from nnsearch.errors import NNSearchError
@@ -176,6 +176,13 @@ def _ray_worker_of_a_trial_mid_way(proc, tmp_path, name, *, timeout=400):
     pytest.fail("no worker was seen mid-trial")
 
 
+def _pending(pid: int, sig: int) -> bool:
+    """Whether ``sig`` waits for (stopped) process ``pid``."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    masks = [int(line.split()[1], 16) for line in status.splitlines() if line.startswith(("SigPnd:", "ShdPnd:"))]
+    return any(mask & (1 << (sig - 1)) for mask in masks)
+
+
 def _stop(proc):
     """A study left running by a failed test: SIGTERM first, so it stops its Ray instance itself."""
     if proc.poll() is None:
@@ -217,3 +224,32 @@ def test_a_ray_worker_killed_mid_trial_fails_that_trial_which_is_retried(tmp_pat
     _, _, children = mlflow_runs(tmp_path, "digits_mlp")
     dead = [c for c in children if c.data.tags["optuna.trial_number"] == str(killed.number)]
     assert len(dead) == 1 and dead[0].info.status == "FAILED" and "died" in dead[0].data.tags["reason"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_ray_workers_cleanly(tmp_path):
+    """SIGINT to the launcher: each Ray worker records its running trial as failed and exits; nothing is left RUNNING."""
+    args = [sys.executable, "-m", "nnsearch", "+study=digits_mlp", "launch.backend=ray", "launch.workers=2", "study.n_trials=20",
+            "cv.folds=2", "trainer.max_epochs=40", "cv.test_size=0", "pruner=none"]
+    with open(tmp_path / "output.txt", "w") as out:
+        proc = subprocess.Popen(args, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        try:
+            pid, _, caught = _ray_worker_of_a_trial_mid_way(proc, tmp_path, "digits_mlp")  # frozen mid-trial
+            proc.send_signal(signal.SIGINT)
+            deadline = time.monotonic() + 120
+            while not _pending(pid, signal.SIGINT):  # the launcher passed the stop on to the worker (through its actor)
+                assert time.monotonic() < deadline, "the worker was not told to stop"
+                time.sleep(0.1)
+            os.kill(pid, signal.SIGCONT)
+            proc.wait(timeout=180)
+        finally:
+            _stop(proc)
+    output = (tmp_path / "output.txt").read_text()
+    assert proc.returncode == 130, output[-4000:]
+    assert "run the same command again to resume the study" in output
+    study = load_study(tmp_path, "digits_mlp")
+    assert not study.get_trials(states=(TrialState.RUNNING,)), output[-4000:]  # recorded by the workers, not left to a later run
+    assert study.trials[caught.number].state == TrialState.FAIL
+    _, parents, children = mlflow_runs(tmp_path, "digits_mlp")
+    assert parents[0].info.status == "KILLED"
+    assert not [c for c in children if c.info.status == "RUNNING"]
