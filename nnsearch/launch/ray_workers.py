@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from nnsearch.errors import NNSearchError
 from nnsearch.launch.settings import RaySettings
@@ -62,7 +62,14 @@ def import_ray() -> Any:
 
 def check_ray(cfg: DictConfig) -> None:
     """Before anything runs: Ray is installed and ``launch.ray`` is valid (the cluster is asked later, in :func:`connect`)."""
-    RaySettings.from_config(cfg.launch.get("ray"))
+    settings = RaySettings.from_config(cfg.launch.get("ray"))
+    devices = OmegaConf.select(cfg, "trainer.devices")
+    need = len(devices) if isinstance(devices, (list, ListConfig)) else devices if isinstance(devices, int) and not isinstance(devices, bool) else 1
+    if settings.gpus_per_trial and need > settings.gpus_per_trial:
+        raise NNSearchError(
+            f"trainer.devices={devices} trains each trial on {need} GPUs (DDP), but launch.ray.gpus_per_trial={settings.gpus_per_trial:g} "
+            f"gives a worker fewer; set launch.ray.gpus_per_trial={need}."
+        )
     import_ray()
 
 
@@ -264,9 +271,9 @@ def run_ray(cfg: DictConfig, study: Any, specs: list[Any], configs: dict[int, Pa
                 restarts += 1
                 log.warning("all workers stopped before the study was complete; starting them again (%d/%d)", restarts, cfg.launch.max_restarts)
                 running = {spec.index: place(spec) for spec in specs}
-    except KeyboardInterrupt:
-        for worker in running.values():
-            worker.actor.interrupt.remote()
+    except KeyboardInterrupt:  # a second Ctrl-C meanwhile ends the wait: the actors are killed below
+        asked = [worker.actor.interrupt.remote() for worker in running.values()]
+        ray.wait(asked, num_returns=len(asked), timeout=STOP_GRACE_SECONDS)  # the grace starts once the stop reached them
         deadline = time.monotonic() + STOP_GRACE_SECONDS
         while running and time.monotonic() < deadline:
             running = {i: w for i, w in running.items() if exit_code(w) is None}

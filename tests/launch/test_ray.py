@@ -50,6 +50,15 @@ def test_launch_ray_settings_are_checked_eagerly(override, message):
         LaunchSettings.from_config(compose(["+study=wine_mlp", "launch.backend=ray", override]).launch)
 
 
+def test_a_ddp_trial_needs_as_many_gpus_per_trial_as_devices():
+    from nnsearch.launch.workers import check_launch
+
+    cfg = compose(["+study=wine_mlp", "launch.backend=ray", "launch.ray.gpus_per_trial=1", "trainer.accelerator=gpu", "trainer.devices=2"])
+    with pytest.raises(NNSearchError, match=r"trainer.devices=2 trains each trial on 2 GPUs \(DDP\), but launch.ray.gpus_per_trial=1 .* set launch.ray.gpus_per_trial=2"):
+        check_launch(cfg)
+    check_launch(compose(["+study=wine_mlp", "launch.backend=ray", "launch.ray.gpus_per_trial=2", "trainer.accelerator=gpu", "trainer.devices=2"]))
+
+
 def test_fractional_gpus_pack_trials_and_cpus_set_the_threads():
     from nnsearch.launch.workers import worker_plan
 
