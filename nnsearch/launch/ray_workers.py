@@ -273,7 +273,8 @@ def run_ray(cfg: DictConfig, study: Any, specs: list[Any], configs: dict[int, Pa
                 running = {spec.index: place(spec) for spec in specs}
     except KeyboardInterrupt:  # a second Ctrl-C meanwhile ends the wait: the actors are killed below
         asked = [worker.actor.interrupt.remote() for worker in running.values()]
-        ray.wait(asked, num_returns=len(asked), timeout=STOP_GRACE_SECONDS)  # the grace starts once the stop reached them
+        if asked:
+            ray.wait(asked, num_returns=len(asked), timeout=STOP_GRACE_SECONDS)  # the grace starts once the stop reached them
         deadline = time.monotonic() + STOP_GRACE_SECONDS
         while running and time.monotonic() < deadline:
             running = {i: w for i, w in running.items() if exit_code(w) is None}
