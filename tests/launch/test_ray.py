@@ -19,9 +19,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from optuna.trial import TrialState
-
 from conftest import compose, load_study, mlflow_runs
+from optuna.trial import TrialState
 from test_workers import FAST, _assert_exact, _running_trials
 
 from nnsearch.errors import NNSearchError
