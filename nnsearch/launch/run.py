@@ -24,7 +24,7 @@ log = logging.getLogger("nnsearch")
 def run_study(cfg: DictConfig) -> Any:
     """Validate, run the study to ``study.n_trials`` finished trials, summarize; returns the study.
 
-    With ``launch.workers`` > 1 (or ``launch.gpus``, or ``launch.backend=submitit``) the trials
+    With ``launch.workers`` > 1 (or ``launch.gpus``, or ``launch.backend=submitit`` or ``ray``) the trials
     run in worker processes that share the study; this process supervises them. Ctrl-C or
     SIGTERM, at any point after the study opened (trials, report, final model), stops it cleanly:
     the running trial is recorded as failed, the parent run KILLED.
