@@ -69,12 +69,25 @@ def test_fractional_gpus_pack_trials_and_cpus_set_the_threads():
     assert {(s.threads, s.gpu) for s in specs} == {(2, None)}  # Ray, not the launcher, assigns the GPUs
 
 
-def test_without_ray_installed_the_study_says_how_to_install_it(run_in_process, tmp_path, monkeypatch):
+INSTALL_LINE = 'launch.backend=ray needs Ray, which is not installed here: pip install "nnsearch[ray]" (in a checkout: pip install -e ".[ray]").'
+
+
+def test_without_ray_installed_the_launch_check_says_how_to_install_it(monkeypatch):
+    from nnsearch.launch.workers import check_launch
+
     monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` finds where it is not installed
     with pytest.raises(NNSearchError) as err:
+        check_launch(compose(["+study=wine_mlp", "launch.backend=ray"]))
+    assert str(err.value) == INSTALL_LINE
+
+
+@pytest.mark.slow
+def test_without_ray_installed_the_study_stops_before_anything_is_written(run_in_process, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(NNSearchError) as err:
         run_in_process("+study=wine_mlp", "launch.backend=ray", "launch.workers=2", *FAST)
-    assert str(err.value) == 'launch.backend=ray needs Ray, which is not installed here: pip install "nnsearch[ray]" (in a checkout: pip install -e ".[ray]").'
-    assert not (tmp_path / "optuna.journal").exists() and not (tmp_path / "mlflow.db").exists()
+    assert str(err.value) == INSTALL_LINE
+    assert not (tmp_path / "optuna.journal").exists() and not (tmp_path / "mlflow.db").exists() and not (tmp_path / "outputs").exists()
 
 
 def test_a_file_storage_is_refused_on_nodes_of_other_machines():
