@@ -111,7 +111,7 @@ def test_an_interrupted_trial_resumes_from_its_checkpoint_and_scores_as_if_never
 
 @pytest.mark.slow
 def test_a_run_killed_mid_fold_resumes_the_trial_and_completes_the_study(tmp_path):
-    args = ["+study=digits_mlp", "study.n_trials=2", "cv.folds=2", "trainer.max_epochs=60", "trainer.checkpoint_every=1", "cv.parallel=2",
+    args = ["+study=digits_mlp", "study.n_trials=2", "cv.folds=2", "trainer.max_epochs=30", "trainer.checkpoint_every=1", "cv.parallel=2",
             "pruner=none", "final.retrain=false", "report.study_plots=false", "tracking.trial_plots=none"]
     proc = subprocess.Popen([sys.executable, "-m", "nnsearch", *args], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     folder = tmp_path / "checkpoints" / "digits_mlp" / "trial-0000"
