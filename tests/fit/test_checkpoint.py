@@ -137,3 +137,34 @@ def test_a_run_killed_mid_fold_resumes_the_trial_and_completes_the_study(tmp_pat
     assert resumed[str(retry.number)] and resumed[str(retry.number)].startswith("fold ")
     assert not [c for c in children if c.info.status == "RUNNING"] and [p.info.status for p in parents] == ["FINISHED"]
     assert not folder.exists()
+
+
+@pytest.mark.slow
+def test_a_ddp_fold_whose_ranks_died_resumes_from_the_checkpoint_rank_zero_wrote(tmp_path):
+    import multiprocessing
+
+    from conftest import compose
+    from nnsearch.config.building import build
+    from nnsearch.cv import FoldCache, make_splits
+    from nnsearch.errors import TrialFailed
+    from nnsearch.fit import FoldResult, fit_fold
+    from nnsearch.fit.checkpoint import FoldCheckpointing
+    from nnsearch.fit.settings import CheckpointEvery
+
+    marker = tmp_path / "died"
+    cfg = compose(["+study=wine_mlp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_epochs=4", "model.dropout=0.2",
+                   "+callbacks.exit._target_=exit_at.ExitAt", "+callbacks.exit.epoch=2", f"+callbacks.exit.marker={marker}"])
+    data = build("data", cfg.data)
+    fold = FoldCache(data, make_splits(data, folds=2, seed=0)).get(0)
+    marker.touch()  # the uninterrupted fold: the callback stays quiet
+    whole = fit_fold(cfg, data, fold, seed=1, epoch_metrics=["accuracy"], checkpoint=FoldCheckpointing(tmp_path / "whole", 0, CheckpointEvery(epochs=1)))
+    marker.unlink()
+    checkpoint = FoldCheckpointing(tmp_path / "interrupted", 0, CheckpointEvery(epochs=1))
+    with pytest.raises(TrialFailed):  # both ranks die at the end of epoch 2
+        fit_fold(cfg, data, fold, seed=1, epoch_metrics=["accuracy"], checkpoint=checkpoint)
+    assert checkpoint.resume_path("lightning") and not list((tmp_path / "interrupted").glob("*.tmp*"))  # rank 0's, complete
+    resumed = fit_fold(cfg, data, fold, seed=1, epoch_metrics=["accuracy"], checkpoint=checkpoint)
+    assert resumed.restored_epochs == 2  # epochs 0 and 1 from the checkpoint
+    assert resumed.history == whole.history and resumed.metrics == whole.metrics
+    assert checkpoint.done_path.is_file() and not checkpoint.resume_path("lightning")
+    assert multiprocessing.active_children() == []
