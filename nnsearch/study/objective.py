@@ -38,8 +38,9 @@ def summarize_folds(folds: list[FoldResult]) -> dict[str, float]:
 
 
 def resumed_from(results: list[FoldResult]) -> str:
-    """Where a retried trial took up its earlier attempt: ``fold 1 epoch 17`` (17 epochs of fold 1, and every
-    fold before it, read back from checkpoints); '' for a trial trained from the start."""
+    """Where a retried trial took up its earlier attempt: ``fold 1 epoch 17`` (fold 1 resumed at its epoch 17,
+    counted from 0: 17 epochs of it, and every fold before it, read back from checkpoints; a fold read back whole
+    shows its number of epochs); '' for a trial trained from the start."""
     restored = [r for r in results if r.restored_whole or r.restored_epochs]
     if not restored:
         return ""
@@ -144,6 +145,7 @@ class Objective:
         results: list[FoldResult] = []
         state, reason, scores = "COMPLETE", "", None
         pruned: optuna.TrialPruned | None = None
+        requeued = False
         try:
             with self.interruption.interruptible():
                 measured = self._model_metrics(trial_cfg)
@@ -176,7 +178,8 @@ class Objective:
             raise TrialFailed(f"trial {trial.number} failed: {reason}") from None
         except KeyboardInterrupt:
             state, reason = "KILLED", "interrupted (Ctrl-C)"
-            if requeue(trial.study, frozen, self.max_retry):  # the same command resumes it from its checkpoints
+            requeued = requeue(trial.study, frozen, self.max_retry)
+            if requeued:  # the same command resumes it from its checkpoints
                 reason += "; queued again, to resume from its checkpoints"
             raise
         except BaseException as err:
@@ -186,8 +189,8 @@ class Objective:
             epochs = sum(r.epochs for r in results)
             trial.set_user_attr("epochs", epochs)
             weights = checkpoints.final_weights() if state == "COMPLETE" and self._keep_weights(trial, scores) else None
-            self._track(trial, state, reason, values, trial_cfg, results, start, scores, pruned, weights)
-            if state != "KILLED":  # a finished trial is not resumed; an interrupted one is queued again
+            self._track(trial, state, reason, values, trial_cfg, results, start, scores, pruned, weights, seed=seed)
+            if not requeued:  # only a trial queued again is resumed
                 checkpoints.delete()
             self._log_line(trial, state, reason, scores, time.time() - start, results)
             if self.progress is not None:
@@ -241,13 +244,13 @@ class Objective:
         return measure(names, net, self.folds.get(0).x_val)
 
     def _track(self, trial: Any, state: str, reason: str, values: dict, trial_cfg: DictConfig, results: list[FoldResult], start: float, scores: dict | None,
-               pruned: Any = None, weights: dict | None = None) -> None:
+               pruned: Any = None, weights: dict | None = None, *, seed: int) -> None:
         if self.tracker is None:
             return
         complete = [r for r in results if r.metrics]
         cv = summarize_folds(complete) if state == "COMPLETE" else {}
         measured = {k: v for k, v in trial.user_attrs.items() if k in self.objectives.model_metrics} if state == "COMPLETE" else {}
-        tags = {"sampler": self.sampler_name, "pruner": self.pruner_name, "folds": len(self.folds), "seed": int(self.cfg.seed) + trial.number,
+        tags = {"sampler": self.sampler_name, "pruner": self.pruner_name, "folds": len(self.folds), "seed": seed,
                 "sampler.seed": self.cfg.sampler.get("seed")}
         if reason:
             tags["reason"] = reason
