@@ -108,10 +108,11 @@ class TrialCheckpoints:
 
     def delete(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
-        try:
-            self.folder.parent.rmdir()  # the study's folder, once its last trial's checkpoints are gone
-        except OSError:
-            pass
+        for empty in (self.folder.parent, self.folder.parent.parent):  # the study's folder, then the root, once empty
+            try:
+                empty.rmdir()
+            except OSError:
+                break
 
 
 def checkpoint_root(checkpoint_dir: str | None, storage_url: str | None) -> Path:

@@ -37,6 +37,22 @@ def test_checkpoint_every_takes_epochs_seconds_or_nothing():
         CheckpointEvery.parse("often")
 
 
+def test_keep_checkpoints_best_logs_the_weights_of_a_trial_that_is_the_best_so_far():
+    import optuna
+
+    from nnsearch.study.objective import Objective
+    from nnsearch.study.objectives import Objectives
+
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(optuna.trial.create_trial(value=0.8))
+    objective = Objective.__new__(Objective)  # only the policy is asked here
+    objective.keep_checkpoints, objective.objectives = "best", Objectives(["accuracy"], ["maximize"])
+    trial = study.ask()
+    assert objective._keep_weights(trial, {"accuracy": 0.9}) and not objective._keep_weights(trial, {"accuracy": 0.7})
+    objective.keep_checkpoints = "none"
+    assert not objective._keep_weights(trial, {"accuracy": 0.9})
+
+
 def _interrupt_after_saving(monkeypatch, fold: int, epoch: int) -> None:
     from nnsearch.fit.checkpoint import FoldCheckpoint
 
