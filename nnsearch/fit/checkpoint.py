@@ -12,8 +12,8 @@ engine (resumed with ``trainer.fit(ckpt_path=...)``), the same dictionary writte
 (:meth:`nnsearch.fit.fast.TrainerView.save_checkpoint`): the module, optimizer and scheduler states,
 the epoch and every callback's ``state_dict`` (early stopping's counters included). The state
 Lightning does not keep, and that an exact resume needs, is this callback's own ``state_dict``: the
-fold's per-epoch history, the torch, numpy and python random states and the training batches'
-shuffling generator. A resumed fold therefore trains the epochs it missed exactly as an
+fold's per-epoch history, the torch, numpy and python random states (written here: Lightning's own
+collector of them is private) and the training batches' shuffling generator. A resumed fold therefore trains the epochs it missed exactly as an
 uninterrupted one (on CPU: the same metrics, ``tests/fit/test_checkpoint.py``). Lightning does not
 step a ``ReduceLROnPlateau`` scheduler for the epoch it resumes after, so ``scheduler=plateau`` may
 lag one step after a resume.
