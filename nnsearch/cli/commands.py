@@ -136,6 +136,7 @@ def seeds(cfg: DictConfig) -> None:
     from nnsearch.tracking.trial_plots import write_csv
     from nnsearch.cv.in_turn import InTurn
     from nnsearch.cv.splits import fold_seed
+    from nnsearch.study.trials import original_number
 
     record, ran = load_finished_study(cfg)
     study = record.study
@@ -144,7 +145,7 @@ def seeds(cfg: DictConfig) -> None:
     n = int(OmegaConf.select(ran, "final.seeds", default=3) or 3)
     if n < 1:
         raise NNSearchError(f"final.seeds must be a positive integer, got {n}.")
-    base_cfg = best_config(ran, chosen.params, chosen.number)
+    base_cfg = best_config(ran, chosen.params, original_number(chosen))
     p = prepare(base_cfg)
     epochs = final_epochs(ran, chosen, len(p.folds))
     table = []
@@ -172,11 +173,12 @@ def final(cfg: DictConfig) -> None:
     from nnsearch.study.session import prepare
     from nnsearch.study.report import best_config, final_model
     from nnsearch.config.credentials import redact
+    from nnsearch.study.trials import original_number
 
     record, ran = load_finished_study(cfg)
     study = record.study
     ranking = _ranking(study, ran)
-    p = prepare(best_config(ran, ranking.chosen.params, ranking.chosen.number))
+    p = prepare(best_config(ran, ranking.chosen.params, original_number(ranking.chosen)))
     tracker = _tracker_of(record, ran)
     if not tracker.parent_run_id:
         raise NNSearchError(f"Study '{study.study_name}' has no MLflow parent run in {redact(tracker.uri)}; run the study first.")

@@ -26,16 +26,18 @@ class InTurn:
         self.data, self.folds, self.on_epoch = data, folds, on_epoch
 
     def fit_folds(self, cfg: DictConfig, *, seed: int, epoch_metrics: list[str], trial: Any = None, monitor: str | None = None,
-                  results: list[FoldResult], after_fold: AfterFold | None = None) -> list[FoldResult]:
+                  results: list[FoldResult], after_fold: AfterFold | None = None, checkpoints: Any = None) -> list[FoldResult]:
         """Cross-validate one configuration: a fresh model per fold, seeded :func:`fold_seed`.
 
         ``results`` is filled as folds run, so a pruned or failed trial keeps the curves it produced.
+        ``checkpoints`` (:class:`nnsearch.fit.checkpoint.TrialCheckpoints`): the trial's checkpoint folder.
         """
         for k in range(len(self.folds)):
             result = FoldResult(k)
             results.append(result)
             fit_fold(cfg, self.data, self.folds.get(k, cfg.data.get("scaler")), seed=fold_seed(seed, k), epoch_metrics=epoch_metrics,
-                     trial=trial, monitor=monitor, result=result, on_epoch=self.on_epoch)
+                     trial=trial, monitor=monitor, result=result, on_epoch=self.on_epoch,
+                     checkpoint=checkpoints.fold(k) if checkpoints is not None else None)
             if after_fold is not None:
                 after_fold(result)
         return results

@@ -109,7 +109,8 @@ class FoldPool:
         log.info("cv.parallel: %d folds at a time, %d torch thread(s) each", processes, threads)
         return cls(data, splits, processes=processes, threads=threads)
 
-    def fit_folds(self, cfg: DictConfig, *, seed: int, epoch_metrics: list[str], trial: Any, monitor: str | None, results: list) -> list:
+    def fit_folds(self, cfg: DictConfig, *, seed: int, epoch_metrics: list[str], trial: Any, monitor: str | None, results: list,
+                  checkpoints: Any = None) -> list:
         """Like :meth:`nnsearch.cv.in_turn.InTurn.fit_folds`: ``results`` gets every fold's result (in fold order) as they finish."""
         from nnsearch.fit.fold import FoldResult
 
@@ -120,7 +121,9 @@ class FoldPool:
         try:
             with stop_signals_blocked():  # a process replacing a dead one must not see Ctrl-C either
                 pending: dict[Future, int] = {
-                    self._executor.submit(_fit_one, cfg, k, fold_seed(seed, k), epoch_metrics, ticket, monitor): k for k in range(n)
+                    self._executor.submit(_fit_one, cfg, k, fold_seed(seed, k), epoch_metrics, ticket, monitor,
+                                          checkpoints.fold(k) if checkpoints is not None else None): k
+                    for k in range(n)
                 }
         except BrokenProcessPool:
             self._restart()
@@ -294,7 +297,8 @@ class _Stopped(Exception):
     """Another fold of the trial was pruned or failed, or the study was interrupted."""
 
 
-def _fit_one(cfg: DictConfig, k: int, seed: int, epoch_metrics: list[str], ticket: tuple[str, int, Any] | None, monitor: str | None) -> tuple[str, Any, Any]:
+def _fit_one(cfg: DictConfig, k: int, seed: int, epoch_metrics: list[str], ticket: tuple[str, int, Any] | None, monitor: str | None,
+             checkpoint: Any = None) -> tuple[str, Any, Any]:
     from nnsearch.fit.fold import FoldResult, fit_fold
 
     stop = _STATE["stop"]
@@ -317,7 +321,7 @@ def _fit_one(cfg: DictConfig, k: int, seed: int, epoch_metrics: list[str], ticke
             in_turn = InTurnPruner(pruner, int(cfg.trainer.max_epochs))
             trial = reopen_trial(_STATE["storage"], (name, number, in_turn))
         fit_fold(cfg, _STATE["data"], _STATE["folds"].get(k, cfg.data.get("scaler")), seed=seed, epoch_metrics=epoch_metrics,
-                 trial=trial, monitor=monitor, result=result, on_epoch=check_stop)
+                 trial=trial, monitor=monitor, result=result, on_epoch=check_stop, checkpoint=checkpoint)
         if trial is not None and monitor is not None:  # done: its missing steps (early stop) no longer hold back later ones
             storage = _STATE["storage"]
             storage.set_trial_system_attr(trial_id_of(storage, name, number), FOLD_DONE.format(k), result.epochs)

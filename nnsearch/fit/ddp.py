@@ -70,15 +70,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def fit_fold_ddp(cfg: DictConfig, data: Any, fold: Any, *, seed: int, epoch_metrics: list[str], trial: Any, monitor: str | None, result: Any, keep_predictions: bool) -> Any:
-    """Train ``fold`` with DDP over ``world_size(cfg)`` processes; fills and returns ``result``."""
+def fit_fold_ddp(cfg: DictConfig, data: Any, fold: Any, *, seed: int, epoch_metrics: list[str], trial: Any, monitor: str | None, result: Any, keep_predictions: bool,
+                 checkpoint: Any = None) -> Any:
+    """Train ``fold`` with DDP over ``world_size(cfg)`` processes; fills and returns ``result``.
+
+    ``checkpoint``: every rank saves and resumes through it (rank 0 writes, see :mod:`nnsearch.fit.checkpoint`)."""
     import torch.multiprocessing as mp
 
     world = world_size(cfg)
     context = mp.get_context("spawn")
     answers = context.SimpleQueue()
     threads = max(1, torch.get_num_threads() // world)
-    args = (world, _free_port(), cfg, data, fold, seed, epoch_metrics, trial_ticket(trial), monitor, keep_predictions, threads, answers)
+    args = (world, _free_port(), cfg, data, fold, seed, epoch_metrics, trial_ticket(trial), monitor, keep_predictions, threads, answers, checkpoint)
     ranks = [context.Process(target=_rank_main, args=(rank, *args), daemon=True) for rank in range(world)]
     try:
         with stop_signals_blocked():  # inherited through exec: Ctrl-C reaches only this process, which stops the ranks
@@ -94,6 +97,7 @@ def fit_fold_ddp(cfg: DictConfig, data: Any, fold: Any, *, seed: int, epoch_metr
     if answer["kind"] == "error":
         raise TrialFailed(f"DDP rank {answer['rank']}: {answer['message']}")
     result.metrics = answer["metrics"]
+    result.restored_epochs = answer.get("restored_epochs", 0)
     result.predictions = answer.get("predictions")
     if answer["kind"] == "pruned":
         raise answer["message"]  # the FoldPruned that rank 0 raised
@@ -161,7 +165,7 @@ class DDPPruning(L.Callback):
 
 
 def _rank_main(rank: int, world: int, port: int, cfg: DictConfig, data: Any, fold: Any, seed: int, epoch_metrics: list[str], ticket: Any,
-               monitor: str | None, keep_predictions: bool, threads: int, answers: Any) -> None:
+               monitor: str | None, keep_predictions: bool, threads: int, answers: Any, checkpoint: Any = None) -> None:
     """One DDP rank: train, then (rank 0) send the fold's result to the parent."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the ranks
     die_with_parent()
@@ -179,7 +183,8 @@ def _rank_main(rank: int, world: int, port: int, cfg: DictConfig, data: Any, fol
             from nnsearch.fit.pruning import reopen_trial
 
             trial = reopen_trial(open_storage(cfg.study.storage), ticket)
-        answer = _train_rank(rank, world, cfg, data, fold, seed, epoch_metrics, trial, monitor if ticket is not None else None, keep_predictions)
+        answer = _train_rank(rank, world, cfg, data, fold, seed, epoch_metrics, trial, monitor if ticket is not None else None, keep_predictions,
+                             checkpoint)
     except BaseException as err:  # noqa: BLE001 - reported to the parent, which fails the trial
         answers.put({"kind": "error", "rank": rank, "message": f"{type(err).__name__}: {err}"})
         raise SystemExit(1) from None
@@ -188,7 +193,7 @@ def _rank_main(rank: int, world: int, port: int, cfg: DictConfig, data: Any, fol
 
 
 def _train_rank(rank: int, world: int, cfg: DictConfig, data: Any, fold: Any, seed: int, epoch_metrics: list[str], trial: Any,
-                monitor: str | None, keep_predictions: bool) -> dict[str, Any] | None:
+                monitor: str | None, keep_predictions: bool, checkpoint: Any = None) -> dict[str, Any] | None:
     """This rank's part of the one fold fit (:func:`nnsearch.fit.fold.fit_one_fold`); rank 0's answer for the parent."""
     from nnsearch.fit.fold import FoldResult, Rank, fit_one_fold
     from nnsearch.fit.pruning import FoldPruned
@@ -197,14 +202,15 @@ def _train_rank(rank: int, world: int, cfg: DictConfig, data: Any, fold: Any, se
     result = FoldResult(fold.index)
     try:
         fit_one_fold(cfg, data, fold, FitSettings.from_config(cfg.trainer), seed=seed, epoch_metrics=epoch_metrics, trial=trial, monitor=monitor,
-                     result=result, on_epoch=None, rank=Rank(rank, world))
+                     result=result, on_epoch=None, rank=Rank(rank, world), checkpoint=checkpoint)
     except FoldPruned as pruned:  # rank 0: the decision every rank stopped on
         return {"kind": "pruned", "message": pruned, "history": list(result.history), "metrics": {}}
     except TrialFailed as err:
         return {"kind": "error", "rank": rank, "message": str(err), "history": list(result.history)}
     if rank != 0:
         return None
-    return {"kind": "done", "history": list(result.history), "metrics": result.metrics, "predictions": result.predictions if keep_predictions else None}
+    return {"kind": "done", "history": list(result.history), "metrics": result.metrics, "predictions": result.predictions if keep_predictions else None,
+            "restored_epochs": result.restored_epochs}
 
 
 def rank_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, *, rank: int, world: int, seed: int) -> TensorBatches:

@@ -207,6 +207,23 @@ class TrainerView:
 
     logged_metrics = progress_bar_metrics = callback_metrics
 
+    def save_checkpoint(self, filepath: str | os.PathLike, weights_only: bool = False, storage_options: Any = None) -> None:
+        """``Trainer.save_checkpoint``: the keys of Lightning's checkpoint that this loop restores (:func:`fit`'s ``ckpt_path``).
+
+        Callbacks' states and ``on_save_checkpoint`` hooks are saved and called as the Trainer does.
+        """
+        module = self.lightning_module
+        checkpoint: dict[str, Any] = {"epoch": self.current_epoch, "global_step": self.global_step, "pytorch-lightning_version": L.__version__,
+                                      "state_dict": module.state_dict()}
+        if not weights_only:
+            checkpoint["optimizer_states"] = [optimizer.state_dict() for optimizer in self.optimizers]
+            checkpoint["lr_schedulers"] = [config.scheduler.state_dict() for config in self.lr_scheduler_configs]
+            checkpoint["callbacks"] = {c.state_key: state for c in self.callbacks if (state := c.state_dict())}
+            for callback in self.callbacks:
+                callback.on_save_checkpoint(self, module, checkpoint)  # type: ignore[arg-type]
+        module.on_save_checkpoint(checkpoint)
+        torch.save(checkpoint, filepath)
+
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
             raise AttributeError(name)
@@ -214,8 +231,12 @@ class TrainerView:
 
 
 def fit(module: L.LightningModule, train: Iterable[Any], val: Sequence[Any] | Iterable[Any], settings: FitSettings,
-        callbacks: Sequence[L.Callback] = ()) -> None:
-    """Train ``module`` for up to ``settings.max_epochs`` epochs, validating after each, as ``trainer.fit`` would."""
+        callbacks: Sequence[L.Callback] = (), *, ckpt_path: str | None = None) -> None:
+    """Train ``module`` for up to ``settings.max_epochs`` epochs, validating after each, as ``trainer.fit`` would.
+
+    ``ckpt_path``: a checkpoint of :meth:`TrainerView.save_checkpoint` to resume from, as ``trainer.fit(ckpt_path=...)``
+    does: the module, callbacks, optimizer and schedulers are restored and training goes on at the next epoch.
+    """
     reason = unsupported(settings, module)
     if reason:
         raise EngineUnsupported(reason)
@@ -228,7 +249,7 @@ def fit(module: L.LightningModule, train: Iterable[Any], val: Sequence[Any] | It
     module.trainer = view  # type: ignore[assignment]
     module.log = view.logged.log  # type: ignore[method-assign]  # an instance attribute shadows LightningModule.log; log_dict calls it
     try:
-        _Loop(module, view, settings).run(train, val)
+        _Loop(module, view, settings).run(train, val, ckpt_path)
     finally:
         del module.log
         module.trainer = None  # type: ignore[assignment]
@@ -262,7 +283,7 @@ class _Loop:
         """The module's hook alone."""
         return self.hook(name, *args, callbacks=())
 
-    def run(self, train: Iterable[Any], val: Iterable[Any]) -> None:
+    def run(self, train: Iterable[Any], val: Iterable[Any], ckpt_path: str | None = None) -> None:
         module, view = self.module, self.view
         for callback in view.callbacks:
             callback.setup(view, module, "fit")  # type: ignore[arg-type]
@@ -270,10 +291,11 @@ class _Loop:
         self.call("configure_model")
         optimizer, view.lr_scheduler_configs = parse_optimization(self.call("configure_optimizers"))
         view.optimizers = [optimizer]
+        start = self.restore(ckpt_path) if ckpt_path else 0
         self.hook("on_fit_start")
         module.train()
         self.hook("on_train_start")
-        for epoch in range(view.max_epochs):
+        for epoch in range(start, view.max_epochs):
             view.current_epoch = epoch
             finished = self.train_epoch(train, optimizer, epoch)
             if finished:
@@ -292,6 +314,24 @@ class _Loop:
         for callback in view.callbacks:
             callback.teardown(view, module, "fit")  # type: ignore[arg-type]
         self.call("teardown", "fit")
+
+    def restore(self, ckpt_path: str) -> int:
+        """Put back a checkpoint's state in the Trainer's order (module, callbacks, optimizer, schedulers); returns the next epoch."""
+        module, view = self.module, self.view
+        checkpoint = torch.load(ckpt_path, map_location=view.strategy.root_device, weights_only=False)
+        module.on_load_checkpoint(checkpoint)
+        module.load_state_dict(checkpoint["state_dict"])
+        states = checkpoint.get("callbacks", {})
+        for callback in view.callbacks:
+            callback.on_load_checkpoint(view, module, checkpoint)  # type: ignore[arg-type]
+            if callback.state_key in states:
+                callback.load_state_dict(states[callback.state_key])
+        for optimizer, state in zip(view.optimizers, checkpoint["optimizer_states"], strict=True):
+            optimizer.load_state_dict(state)
+        for config, state in zip(view.lr_scheduler_configs, checkpoint["lr_schedulers"], strict=True):
+            config.scheduler.load_state_dict(state)
+        view.global_step = checkpoint["global_step"]
+        return int(checkpoint["epoch"]) + 1
 
     def train_epoch(self, train: Iterable[Any], optimizer: torch.optim.Optimizer, epoch: int) -> bool:
         """One training epoch; False when ``should_stop`` cut it short (validation is then skipped, as in Lightning)."""

@@ -25,6 +25,7 @@ from nnsearch.fit.settings import FitSettings
 from nnsearch.fit.trainer import fit as trainer_fit
 from nnsearch.fit.trainer import make_trainer
 from nnsearch.fit.predictions import Predictions, fold_predictions
+from nnsearch.fit.checkpoint import FoldCheckpoint, FoldCheckpointing
 from nnsearch.fit.pruning import FoldPruning
 
 if TYPE_CHECKING:
@@ -41,6 +42,8 @@ class FoldResult:
     history: list[dict[str, float]] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
     predictions: Predictions | None = None  # validation outputs for the per-trial plots
+    restored_epochs: int = 0  # epochs read back from a checkpoint of an earlier attempt (nnsearch.fit.checkpoint)
+    restored_whole: bool = False  # the whole fold was read back: it had finished in an earlier attempt
 
     @property
     def epochs(self) -> int:
@@ -63,6 +66,10 @@ class Job:
     train: Any
     val: Any
     callbacks: list[L.Callback]
+    checkpoint: Any = None  # nnsearch.fit.checkpoint.FoldCheckpointing: where this fit saves and resumes
+
+    def resume_path(self, engine: str) -> str | None:
+        return self.checkpoint.resume_path(engine) if self.checkpoint is not None else None
 
 
 def fit(build: Callable[[torch.device], Job], settings: FitSettings, *, strategy: Any = "auto", plugins: list | None = None) -> Job:
@@ -78,13 +85,14 @@ def fit(build: Callable[[torch.device], Job], settings: FitSettings, *, strategy
         if not reason:
             job = build(device)
             try:
-                fast.fit(job.module, _on_device(job.train, device), _on_device(job.val, device), settings, job.callbacks)
+                fast.fit(job.module, _on_device(job.train, device), _on_device(job.val, device), settings, job.callbacks, ckpt_path=job.resume_path("fast"))
                 return job
             except EngineUnsupported as why:
                 reason = str(why)
         _log_fallback(reason)
     job = build(device)
-    trainer_fit(make_trainer(settings, job.callbacks, strategy=strategy, plugins=plugins), job.module, job.train, job.val)
+    trainer_fit(make_trainer(settings, job.callbacks, strategy=strategy, plugins=plugins), job.module, job.train, job.val,
+                ckpt_path=job.resume_path("lightning"))
     return job
 
 
@@ -138,24 +146,49 @@ def fit_fold(
     monitor: str | None = None,
     result: FoldResult | None = None,
     on_epoch: EpochHook | None = None,
+    checkpoint: FoldCheckpointing | None = None,
 ) -> FoldResult:
     """Train a fresh model on ``fold`` and evaluate every metric on its validation rows.
 
     ``result`` is filled in place, so a caller still holds the curves of a fold that was pruned.
+    ``checkpoint``: where the fold saves its training state as it goes and records its result when
+    done (:mod:`nnsearch.fit.checkpoint`); a fold that finished in an earlier attempt of the trial is
+    read back, not refitted, and one that was interrupted resumes from its last checkpoint.
     """
     from nnsearch.fit import ddp
     from nnsearch.models.user import is_user_module
 
     settings = FitSettings.from_config(cfg.trainer)
     result = result or FoldResult(fold.index)
+    done = checkpoint.finished() if checkpoint is not None else None
+    if done is not None:
+        _restore_finished(result, done["result"], trial, monitor, settings.max_epochs)
+        return result
+    module = None
     if ddp.world_size(cfg) > 1:  # several devices: ranks in processes of their own (no per-epoch hook)
         if is_user_module(cfg.model) or hasattr(fold, "train_rows"):
             raise NNSearchError("trainer.devices > 1 (DDP) does not yet train a LightningModule or Dataset of your own; use one device per trial "
                                 "(launch.gpus runs one trial per GPU).")
-        return ddp.fit_fold_ddp(cfg, data, fold, seed=seed, epoch_metrics=epoch_metrics, trial=trial, monitor=monitor, result=result,
-                                keep_predictions=wants_predictions(cfg))
-    return fit_one_fold(cfg, data, fold, settings, seed=seed, epoch_metrics=epoch_metrics, trial=trial, monitor=monitor, result=result,
-                        on_epoch=on_epoch)[1]
+        ddp.fit_fold_ddp(cfg, data, fold, seed=seed, epoch_metrics=epoch_metrics, trial=trial, monitor=monitor, result=result,
+                         keep_predictions=wants_predictions(cfg), checkpoint=checkpoint)
+    else:
+        module = fit_one_fold(cfg, data, fold, settings, seed=seed, epoch_metrics=epoch_metrics, trial=trial, monitor=monitor, result=result,
+                              on_epoch=on_epoch, checkpoint=checkpoint)[0]
+    if checkpoint is not None:
+        weights = {k: v.detach().cpu() for k, v in module.state_dict().items()} if module is not None else None
+        checkpoint.finish(result, weights)
+    return result
+
+
+def _restore_finished(result: FoldResult, done: FoldResult, trial: Any, monitor: str | None, epochs_per_fold: int) -> None:
+    """A fold finished by an earlier attempt of the trial: its result, and its epochs reported again to the trial
+    (a retry is a new Optuna trial: the pruner compares it on the steps the first attempt reported)."""
+    from nnsearch.fit.pruning import report_history
+
+    result.history[:] = done.history
+    result.metrics, result.predictions = done.metrics, done.predictions
+    result.restored_epochs, result.restored_whole = len(done.history), True
+    report_history(trial, monitor, result.index, result.history, epochs_per_fold)
 
 
 def configured_callbacks(cfg: DictConfig) -> list[L.Callback]:
@@ -168,13 +201,16 @@ def configured_callbacks(cfg: DictConfig) -> list[L.Callback]:
 
 
 def fit_one_fold(cfg: DictConfig, data: Any, fold: Any, settings: FitSettings, *, seed: int, epoch_metrics: list[str], trial: Any,
-                 monitor: str | None, result: FoldResult, on_epoch: EpochHook | None, rank: Rank | None = None) -> tuple[L.LightningModule, FoldResult]:
+                 monitor: str | None, result: FoldResult, on_epoch: EpochHook | None, rank: Rank | None = None,
+                 checkpoint: FoldCheckpointing | None = None) -> tuple[L.LightningModule, FoldResult]:
     """One fold: a fresh module (nnsearch's family or the user's), its batches (in-memory tensors already on the
     device, or DataLoaders over a user's Dataset or DataModule) and callbacks, fitted and scored.
 
     Returns the trained module and ``result``. As ``rank`` of a DDP fit, the training rows are this
     rank's ``DistributedSampler`` share, the pruning decision is rank 0's, broadcast to all, and only
-    rank 0 scores the fold (a pruned fold raises its ``FoldPruned`` there).
+    rank 0 scores the fold (a pruned fold raises its ``FoldPruned`` there). With ``checkpoint`` the fit
+    saves its state as it goes and resumes from a checkpoint an earlier attempt left
+    (:class:`nnsearch.fit.checkpoint.FoldCheckpoint`).
 
     A user's LightningModule is scored by the values it logs (:mod:`nnsearch.models.user`), and
     also by nnsearch's standard metrics of the task when its outputs fit them; one of nnsearch's
@@ -210,8 +246,10 @@ def fit_one_fold(cfg: DictConfig, data: Any, fold: Any, settings: FitSettings, *
         if rank is not None and monitor is not None:  # every rank joins the broadcast of rank 0's decision
             callbacks.append(ddp.DDPPruning(trial, monitor, fold.index, settings.max_epochs))
         elif trial is not None and monitor is not None:
-            callbacks.append(FoldPruning(trial, monitor, fold.index, settings.max_epochs))
-        return Job(module, train, val, [*callbacks, *configured_callbacks(cfg), *settings.callbacks()])
+            callbacks.append(FoldPruning(trial, monitor, fold.index, settings.max_epochs, history=result.history))
+        saving = [FoldCheckpoint(checkpoint, result.history, train)] if checkpoint is not None and checkpoint.every.enabled else []
+        return Job(module, train, val, [*callbacks, *configured_callbacks(cfg), *settings.callbacks(), *saving],
+                   checkpoint=checkpoint if saving else None)
 
     if rank is None:
         job = fit(build, settings)
@@ -220,6 +258,8 @@ def fit_one_fold(cfg: DictConfig, data: Any, fold: Any, settings: FitSettings, *
 
         # the environment is named: under SLURM or torchrun Lightning would otherwise read their rank variables
         job = fit(build, settings, strategy="ddp", plugins=[LightningEnvironment()])
+    result.restored_epochs = max((c.restored_epochs for c in job.callbacks if isinstance(c, FoldCheckpoint)), default=0)
+    if rank is not None:
         if rank.index != 0:
             return job.module, result
         pruned = next((c.pruned for c in job.callbacks if isinstance(c, ddp.DDPPruning) and c.pruned is not None), None)

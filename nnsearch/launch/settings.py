@@ -66,6 +66,7 @@ class LaunchSettings:
     max_restarts: int = 2
     submitit: dict[str, Any] = field(default_factory=dict)
     ray: RaySettings = field(default_factory=RaySettings)
+    checkpoint_dir: str | None = None  # trial checkpoints (nnsearch.fit.checkpoint); None: beside the study's storage
 
     def __post_init__(self) -> None:
         for name in ("workers", "workers_per_gpu"):
@@ -99,4 +100,5 @@ class LaunchSettings:
                    workers_per_gpu=launch.get("workers_per_gpu", 1), worker_index=int(launch.get("worker_index") or 0),
                    backend=str(launch.get("backend", "local")), max_retry=launch.get("max_retry", 2), max_restarts=launch.get("max_restarts", 2),
                    submitit=OmegaConf.to_container(launch.submitit) if launch.get("submitit") else {},
-                   ray=RaySettings.from_config(launch.get("ray")))
+                   ray=RaySettings.from_config(launch.get("ray")),
+                   checkpoint_dir=str(launch.checkpoint_dir) if launch.get("checkpoint_dir") else None)

@@ -122,6 +122,8 @@ def write_worker_config(cfg: DictConfig, spec: WorkerSpec, folder: Path) -> Path
         worker_cfg.cv.parallel = 1  # the workers already fill the cores
     if cfg.study.storage is None or is_journal(cfg.study.storage):
         worker_cfg.study.storage = str(Path(cfg.study.storage or "optuna.journal").resolve())
+    if OmegaConf.select(worker_cfg, "launch.checkpoint_dir"):  # the workers may start in another folder (submitit)
+        worker_cfg.launch.checkpoint_dir = str(Path(str(worker_cfg.launch.checkpoint_dir)).expanduser().resolve())
     if str(worker_cfg.tracking.uri).startswith("sqlite:///") and not str(worker_cfg.tracking.uri).startswith("sqlite:////"):
         worker_cfg.tracking.uri = "sqlite:///" + str(Path(str(worker_cfg.tracking.uri)[len("sqlite:///") :]).resolve())
     folder.mkdir(parents=True, exist_ok=True)

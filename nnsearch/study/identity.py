@@ -40,6 +40,7 @@ MAY_CHANGE = (
     "pruner",
     "cv.parallel",
     "trainer.engine",
+    "trainer.checkpoint_every",
     "hydra",
 )
 

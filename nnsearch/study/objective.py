@@ -18,7 +18,8 @@ from nnsearch.runtime.interrupt import Interruption
 from nnsearch.study.objectives import Objectives
 from nnsearch.study.search_space import SearchSpace
 from nnsearch.config.credentials import redacted_yaml
-from nnsearch.study.trials import CLAIMED, mark_owner
+from nnsearch.study.trials import CLAIMED, mark_owner, original_number, requeue
+from nnsearch.fit.checkpoint import TrialCheckpoints, trial_folder
 from nnsearch.tracking.runs import TRIAL_RUN_ATTR, Tracker
 from nnsearch.fit.fold import FoldResult
 from nnsearch.fit.pruning import FoldPruned
@@ -34,6 +35,17 @@ def summarize_folds(folds: list[FoldResult]) -> dict[str, float]:
         out[f"cv/{name}"] = float(values.mean())
         out[f"cv/{name}_std"] = float(values.std())
     return out
+
+
+def resumed_from(results: list[FoldResult]) -> str:
+    """Where a retried trial took up its earlier attempt: ``fold 1 epoch 17`` (fold 1 resumed at its epoch 17,
+    counted from 0: 17 epochs of it, and every fold before it, read back from checkpoints; a fold read back whole
+    shows its number of epochs); '' for a trial trained from the start."""
+    restored = [r for r in results if r.restored_whole or r.restored_epochs]
+    if not restored:
+        return ""
+    last = restored[-1]
+    return f"fold {last.index} epoch {last.restored_epochs}"
 
 
 def type_name(node: DictConfig | None) -> str:
@@ -83,6 +95,16 @@ class Objective:
         self.executor = fold_pool if fold_pool is not None else InTurn(data, folds, on_epoch=on_epoch)
         self.sampler_name, self.pruner_name = type_name(cfg.sampler), type_name(cfg.pruner)
         self.enumerating = self.sampler_name in ("GridSampler", "BruteForceSampler")
+        from nnsearch.fit.checkpoint import checkpoint_root
+        from nnsearch.fit.settings import FitSettings
+        from nnsearch.launch.settings import LaunchSettings
+        from nnsearch.tracking.settings import TrackingSettings
+
+        launch = LaunchSettings.from_config(cfg.get("launch"))
+        self.checkpoint_root = checkpoint_root(launch.checkpoint_dir, cfg.study.get("storage"))
+        self.checkpoint_every = FitSettings.from_config(cfg.trainer).checkpoint_every
+        self.keep_checkpoints = TrackingSettings.from_config(cfg.tracking).keep_checkpoints
+        self.max_retry = launch.max_retry
 
     def _skip_reason(self, trial: Any) -> str:
         """Why this trial must not run: the study is full, or another worker has these params.
@@ -116,17 +138,23 @@ class Objective:
         if self.progress is not None:
             self.progress.trial_started(trial.number)
         trial_cfg = self.space.apply(self.cfg, values)
-        seed = int(self.cfg.seed) + trial.number
+        frozen = self._frozen(trial)
+        original = original_number(frozen)  # a retry trains (and resumes) as the trial it retries
+        seed = int(self.cfg.seed) + original
+        checkpoints = TrialCheckpoints(trial_folder(self.checkpoint_root, trial.study.study_name, original), self.checkpoint_every)
         results: list[FoldResult] = []
         state, reason, scores = "COMPLETE", "", None
         pruned: optuna.TrialPruned | None = None
+        requeued = False
         try:
             with self.interruption.interruptible():
                 measured = self._model_metrics(trial_cfg)
                 if self.per_fold:  # folds in turn (cv.parallel resolves to 1 for this pruner)
-                    self.executor.fit_folds(trial_cfg, seed=seed, epoch_metrics=self.epoch_metrics, results=results, after_fold=self._wilcoxon_report(trial))
+                    self.executor.fit_folds(trial_cfg, seed=seed, epoch_metrics=self.epoch_metrics, results=results, after_fold=self._wilcoxon_report(trial),
+                                            checkpoints=checkpoints)
                 else:
-                    self.executor.fit_folds(trial_cfg, seed=seed, epoch_metrics=self.epoch_metrics, trial=trial, monitor=self.monitor, results=results)
+                    self.executor.fit_folds(trial_cfg, seed=seed, epoch_metrics=self.epoch_metrics, trial=trial, monitor=self.monitor, results=results,
+                                            checkpoints=checkpoints)
             cv = summarize_folds(results)
             totals = {**{k[3:]: v for k, v in cv.items() if not k.endswith("_std")}, **measured}
             scores = {m: totals[m] for m in self.objectives.metrics}
@@ -150,6 +178,9 @@ class Objective:
             raise TrialFailed(f"trial {trial.number} failed: {reason}") from None
         except KeyboardInterrupt:
             state, reason = "KILLED", "interrupted (Ctrl-C)"
+            requeued = requeue(trial.study, frozen, self.max_retry)
+            if requeued:  # the same command resumes it from its checkpoints
+                reason += "; queued again, to resume from its checkpoints"
             raise
         except BaseException as err:
             state, reason = "FAIL", f"{type(err).__name__}: {err}"
@@ -157,10 +188,33 @@ class Objective:
         finally:
             epochs = sum(r.epochs for r in results)
             trial.set_user_attr("epochs", epochs)
-            self._track(trial, state, reason, values, trial_cfg, results, start, scores, pruned)
+            weights = checkpoints.final_weights() if state == "COMPLETE" and self._keep_weights(trial, scores) else None
+            self._track(trial, state, reason, values, trial_cfg, results, start, scores, pruned, weights, seed=seed)
+            if not requeued:  # only a trial queued again is resumed
+                checkpoints.delete()
             self._log_line(trial, state, reason, scores, time.time() - start, results)
             if self.progress is not None:
                 self.progress.trial_finished(trial.number, state, tuple(scores.values()) if scores else None)
+
+    @staticmethod
+    def _frozen(trial: Any) -> Any:
+        """The trial's stored record (its system attributes say which trial it retries)."""
+        return next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
+
+    def _keep_weights(self, trial: Any, scores: dict | None) -> bool:
+        """``tracking.keep_checkpoints``: log this complete trial's final weights (``complete``; ``best``: when it is
+        the best trial so far, of a single-objective study; a multi-objective study logs every complete trial's)."""
+        if self.keep_checkpoints == "complete" or (self.keep_checkpoints == "best" and self.objectives.multi):
+            return True
+        if self.keep_checkpoints != "best" or not scores:
+            return False
+        import optuna
+
+        value = next(iter(scores.values()))
+        done = [t.value for t in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)) if t.number != trial.number]
+        if not done:
+            return True
+        return value > max(done) if self.objectives.directions[0] == "maximize" else value < min(done)
 
     def _wilcoxon_report(self, trial: Any) -> Any:
         """After each fold, its final objective reported at step = fold index.
@@ -190,16 +244,19 @@ class Objective:
         return measure(names, net, self.folds.get(0).x_val)
 
     def _track(self, trial: Any, state: str, reason: str, values: dict, trial_cfg: DictConfig, results: list[FoldResult], start: float, scores: dict | None,
-               pruned: Any = None) -> None:
+               pruned: Any = None, weights: dict | None = None, *, seed: int) -> None:
         if self.tracker is None:
             return
         complete = [r for r in results if r.metrics]
         cv = summarize_folds(complete) if state == "COMPLETE" else {}
         measured = {k: v for k, v in trial.user_attrs.items() if k in self.objectives.model_metrics} if state == "COMPLETE" else {}
-        tags = {"sampler": self.sampler_name, "pruner": self.pruner_name, "folds": len(self.folds), "seed": int(self.cfg.seed) + trial.number,
+        tags = {"sampler": self.sampler_name, "pruner": self.pruner_name, "folds": len(self.folds), "seed": seed,
                 "sampler.seed": self.cfg.sampler.get("seed")}
         if reason:
             tags["reason"] = reason
+        resumed = resumed_from(results)
+        if resumed:
+            tags["resumed_from"] = resumed
         if isinstance(pruned, FoldPruned):
             # the pruner's own decision point: with folds side by side the last fold to stop need not be the one pruned
             tags["pruned_at"] = f"fold {pruned.fold} epoch {pruned.epoch}"
@@ -215,6 +272,7 @@ class Objective:
                 start_ms=int(start * 1000),
                 objectives=scores if state == "COMPLETE" else None,
                 config_yaml=redacted_yaml(trial_cfg) if self.cfg.tracking.log_config else None,
+                weights=weights,
             )
             trial.set_user_attr(TRIAL_RUN_ATTR, run_id)
         except Exception as err:  # tracking must never lose the trial itself

@@ -28,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nnsearch.config.credentials import redact, redacted_yaml, scrub
 from nnsearch.study.search_space import SearchSpace
+from nnsearch.study.trials import original_number
 
 if TYPE_CHECKING:
     from nnsearch.study.session import Prepared
@@ -50,7 +51,7 @@ def output_dir() -> Path:
 def best_config(cfg: DictConfig, params: dict[str, Any], number: int = 0) -> DictConfig:
     """The study's config with the best trial's values applied: one trial, no search left.
 
-    Trial N trains with torch seed ``seed + N``; the export's ``seed`` is set to that value (after
+    Trial N (or a retry of trial N) trains with torch seed ``seed + N``; the export's ``seed`` is set to that value (after
     every interpolation of the original seed, such as ``cv.seed``, is resolved) so that its single
     trial 0 repeats the best trial exactly.
     """
@@ -99,10 +100,10 @@ def export_configs(cfg: DictConfig, ranking: Any, out_dir: Path) -> dict[str, st
     texts: dict[str, str] = {}
     if ranking.chosen is None:
         return texts
-    texts["best_config.yaml"] = _exported(best_config(cfg, ranking.chosen.params, ranking.chosen.number))
+    texts["best_config.yaml"] = _exported(best_config(cfg, ranking.chosen.params, original_number(ranking.chosen)))
     if ranking.multi:
         for trial in ranking.front:
-            texts[f"pareto/trial-{trial.number:04d}.yaml"] = _exported(best_config(cfg, trial.params, trial.number))
+            texts[f"pareto/trial-{trial.number:04d}.yaml"] = _exported(best_config(cfg, trial.params, original_number(trial)))
     for rel, text in texts.items():
         path = out_dir / rel
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -267,7 +268,7 @@ def final_model(cfg: DictConfig, tracker: Any, record: Any, p: Prepared, ranking
         lines = [f"Final model: trial {chosen.number} is still the chosen one; keeping its final model (MLflow run {earlier.info.run_id})"]
         tested = {k[len("test/"):]: v for k, v in earlier.data.metrics.items() if k.startswith("test/")}
         return lines + _test_lines(chosen, tested, metrics, earlier.data.params.get("rows.test", "?"))
-    trial_cfg = best_config(cfg, chosen.params, chosen.number)
+    trial_cfg = best_config(cfg, chosen.params, original_number(chosen))
     seed = fold_seed(int(trial_cfg.seed), 0)  # the seed of the chosen trial's fold 0
     log.info("final model: retraining trial %d on all development rows", chosen.number)
     try:

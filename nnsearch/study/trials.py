@@ -97,7 +97,7 @@ def reap_dead_trials(
             continue
         if on_dead is not None:
             on_dead(trial, reason)
-        _retry(study, storage.get_trial(trial_id), max_retry)
+        requeue(study, storage.get_trial(trial_id), max_retry)
         reaped.append(trial.number)
     optuna.storages.fail_stale_trials(study)  # RDB storages: trials whose heartbeat stopped
     if reaped:
@@ -105,11 +105,15 @@ def reap_dead_trials(
     return reaped
 
 
-def _retry(study: optuna.Study, trial: optuna.trial.FrozenTrial, max_retry: int) -> None:
+def requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial, max_retry: int) -> bool:
+    """Queue ``trial`` again with its parameters, marked as a retry of the original trial; False past ``max_retry`` retries.
+
+    The retry resumes from the original trial's checkpoints (:mod:`nnsearch.fit.checkpoint`).
+    """
     history = [*trial.system_attrs.get("retry_history", []), trial.number]
     if len(history) > max_retry:
-        return
-    original = trial.system_attrs.get("failed_trial", trial.number)
+        return False
+    original = original_number(trial)
     study.add_trial(
         optuna.trial.create_trial(
             state=TrialState.WAITING,
@@ -118,6 +122,13 @@ def _retry(study: optuna.Study, trial: optuna.trial.FrozenTrial, max_retry: int)
             system_attrs={"failed_trial": original, "retry_history": history},
         )
     )
+    return True
+
+
+def original_number(trial: optuna.trial.FrozenTrial) -> int:
+    """The number of the trial that ``trial`` retries (Optuna's ``failed_trial``), or its own number."""
+    original = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
+    return trial.number if original is None else int(original)
 
 
 def open_study(name: str, storage: Any, *, directions: list[str], sampler: Any, pruner: Any) -> tuple[optuna.Study, bool]:

@@ -188,15 +188,18 @@ class Tracker:
         start_ms: int,
         objectives: Mapping[str, float] | None = None,
         config_yaml: str | None = None,
+        weights: Mapping[int, Any] | None = None,
     ) -> str:
         """Create the trial's child run with everything it produced, close it, then add its artifacts.
+
+        ``weights``: each fold's final ``state_dict`` (``tracking.keep_checkpoints``), logged as ``checkpoints/fold{k}.pt``.
 
         The run: one ``log_batch`` and the status update (plus one ``log_batch`` of ``trials/*`` on
         the parent run). Its artifacts: one ``log_artifacts`` and one ``log_metric`` (``artifacts_s``),
         in the background thread when there is one.
         """
         run_id = self._log_trial(number=number, state=state, params=params, folds=folds, cv=cv, tags=tags, start_ms=start_ms, objectives=objectives)
-        upload = (number, run_id, state, folds, config_yaml)
+        upload = (number, run_id, state, folds, config_yaml, weights)
         if self._artifacts is None:
             self._upload_artifacts(*upload)
         else:
@@ -210,21 +213,28 @@ class Tracker:
             future.result()
         self._pending = []
 
-    def _upload_artifacts(self, number: int, run_id: str, state: str, folds: list[Any], config_yaml: str | None) -> None:
+    def _upload_artifacts(self, number: int, run_id: str, state: str, folds: list[Any], config_yaml: str | None, weights: Mapping[int, Any] | None = None) -> None:
         try:
             with tempfile.TemporaryDirectory(prefix="nnsearch-trial-") as tmp:
                 started = time.perf_counter()
-                if self._trial_artifacts(Path(tmp), state, folds, config_yaml):
+                if self._trial_artifacts(Path(tmp), state, folds, config_yaml, weights):
                     seconds = time.perf_counter() - started
                     self.client.log_artifacts(run_id, tmp)
                     self.client.log_metric(run_id, "artifacts_s", seconds)
         except Exception as err:  # the run is recorded already; a figure must never lose it
             log.warning("artifacts of trial %d could not be uploaded: %s", number, err)
 
-    def _trial_artifacts(self, out: Path, state: str, folds: list[Any], config_yaml: str | None) -> list[Path]:
+    def _trial_artifacts(self, out: Path, state: str, folds: list[Any], config_yaml: str | None, weights: Mapping[int, Any] | None = None) -> list[Path]:
         from nnsearch.tracking.trial_plots import write_trial_artifacts
 
         files = []
+        if weights:
+            import torch
+
+            (out / "checkpoints").mkdir()
+            for fold, state_dict in sorted(weights.items()):
+                torch.save(state_dict, out / "checkpoints" / f"fold{fold}.pt")
+                files.append(out / "checkpoints" / f"fold{fold}.pt")
         if config_yaml is not None:
             (out / "config.yaml").write_text(config_yaml)
             files.append(out / "config.yaml")

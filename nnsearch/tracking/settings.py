@@ -11,6 +11,7 @@ from nnsearch.errors import NNSearchError
 
 PLOT_MODES = ("all", "complete", "none")
 PROGRESS_MODES = ("auto", "live", "plain", "off")
+KEEP_CHECKPOINTS = ("none", "best", "complete")
 
 
 @dataclass(frozen=True)
@@ -22,10 +23,13 @@ class TrackingSettings:
     log_config: bool = True
     trial_plots: str = "complete"
     epoch_metrics: tuple[str, ...] = ()
+    keep_checkpoints: str = "none"  # the final weights of the best (or every complete) trial's folds, logged to its MLflow run
 
     def __post_init__(self) -> None:
         if self.trial_plots not in PLOT_MODES:
             raise NNSearchError(f"tracking.trial_plots must be one of {', '.join(PLOT_MODES)}, got {self.trial_plots!r}.")
+        if self.keep_checkpoints not in KEEP_CHECKPOINTS:
+            raise NNSearchError(f"tracking.keep_checkpoints must be one of {', '.join(KEEP_CHECKPOINTS)}, got {self.keep_checkpoints!r}.")
         if not self.experiment:
             raise NNSearchError("tracking.experiment is empty; name the MLflow experiment (it defaults to study.name).")
 
@@ -44,7 +48,8 @@ class TrackingSettings:
         epoch_metrics = tracking.get("epoch_metrics")
         return cls(uri=str(tracking.uri), experiment=str(tracking.experiment), log_config=bool(tracking.get("log_config", True)),
                    trial_plots="none" if plots in (None, False) else str(plots),
-                   epoch_metrics=tuple(OmegaConf.to_container(epoch_metrics)) if epoch_metrics else ())
+                   epoch_metrics=tuple(OmegaConf.to_container(epoch_metrics)) if epoch_metrics else (),
+                   keep_checkpoints=str(tracking.get("keep_checkpoints") or "none"))
 
 
 @dataclass(frozen=True)

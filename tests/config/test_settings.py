@@ -7,12 +7,13 @@ import pytest
 from conftest import compose
 from nnsearch.cv.settings import CVSettings
 from nnsearch.errors import NNSearchError
+from nnsearch.fit.settings import FitSettings
 from nnsearch.launch.settings import LaunchSettings
 from nnsearch.study.settings import StudySettings
 from nnsearch.tracking.settings import ReportSettings, TrackingSettings
 
 BUILD = {"cv": CVSettings.from_config, "study": StudySettings.from_config, "tracking": TrackingSettings.from_config,
-         "report": ReportSettings.from_config, "launch": LaunchSettings.from_config}
+         "report": ReportSettings.from_config, "launch": LaunchSettings.from_config, "trainer": FitSettings.from_config}
 
 
 @pytest.mark.parametrize(("override", "message"), [
@@ -24,6 +25,8 @@ BUILD = {"cv": CVSettings.from_config, "study": StudySettings.from_config, "trac
     ("study.timeout=-5", "study.timeout must be a positive number of seconds"),
     ("study.max_failed_trials=0", "study.max_failed_trials must be a positive integer, got 0"),
     ("tracking.trial_plots=some", "tracking.trial_plots must be one of all, complete, none, got 'some'"),
+    ("tracking.keep_checkpoints=all", "tracking.keep_checkpoints must be one of none, best, complete, got 'all'"),
+    ("trainer.checkpoint_every=often", "trainer.checkpoint_every must be a number of epochs (5), of seconds ('60s'), or null for none, got 'often'"),
     ("report.progress=loud", "report.progress must be one of auto, live, plain, off, got 'loud'"),
     ("report.top_k=0", "report.top_k must be a positive integer, got 0"),
     ("launch.workers=0", "launch.workers must be at least 1, got 0"),
