@@ -27,9 +27,15 @@ def as_float(x: np.ndarray) -> np.ndarray:
 
 
 def as_text(x: np.ndarray) -> np.ndarray:
-    """String columns as str, missing values kept as NaN, so categories compare equal whatever dtype
-    a final model's input DataFrame has (``True`` and ``"True"``, ``3`` and ``"3"``)."""
-    return np.vectorize(lambda v: v if isinstance(v, float) and v != v or v is None else str(v), otypes=[object])(np.asarray(x, dtype=object))
+    """String columns as str, missing values as NaN, so categories compare equal whatever dtype a
+    final model's input DataFrame has (``True`` and ``"True"``, ``3`` and ``"3"``)."""
+    import pandas as pd
+
+    values = np.array(x, dtype=object)
+    missing = pd.isna(values)
+    values[~missing] = values[~missing].astype(str)
+    values[missing] = np.nan
+    return values
 
 
 def encoded_table(
