@@ -43,7 +43,7 @@ def test_cli_prints_one_line_and_exits_non_zero(run_cli, tmp_path, args, message
 
 def test_an_unknown_study_suggests_the_nearest_shipped_one(run_cli):
     result = run_cli("+study=digts_mlp")
-    assert result.stderr.rstrip().endswith("digits_mlp, digits_transformer, sine_forecast_rnn, text_sentiment_lstm, wine_mlp). Did you mean digits_mlp?")
+    assert result.stderr.rstrip().endswith("digits_mlp, digits_transformer, sine_forecast_rnn, text_sentiment_lstm, text_sentiment_transformer, wine_mlp). Did you mean digits_mlp?")
 
 
 def test_cli_rejects_search_space_with_low_above_high(run_cli, tmp_path):
