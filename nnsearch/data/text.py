@@ -116,6 +116,11 @@ def load_text(
     for name, value, least in (("data.max_length", max_length, 1), ("data.vocab_size", vocab_size, 3)):
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             raise NNSearchError(f"{name} must be an integer of at least {least}, got {value!r}.")
+    if tokenizer != "word":
+        import importlib.util
+
+        if importlib.util.find_spec("tokenizers") is None:
+            raise NNSearchError(f"data.tokenizer={tokenizer} needs the tokenizers package: pip install 'nnsearch[text]' (or use data.tokenizer=word).")
     frame, file = read_table(path, "text")
     check_text_column(text, list(frame.columns), file.name)
     texts = frame[text]
