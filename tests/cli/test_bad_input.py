@@ -85,6 +85,8 @@ def test_bad_csv_files(run_in_process, tmp_path, overrides, make_csv, message):
         (["data.text=review", "data.tokenizer=chars"], "review,y\ngood,1\nbad,0\n", "data.tokenizer must be one of word, bpe, wordpiece; got 'chars'."),
         (["data.text=review", "data.max_length=0"], "review,y\ngood,1\nbad,0\n", "data.max_length must be an integer of at least 1, got 0."),
         (["data.text=y"], "review,y\ngood,1\nbad,0\n", "data=text needs a target column: add data.target=COLUMN (columns: review, y)."),
+        (["data.text=review", "model=mlp", "~search_space"], "review,y\n" + "good film,1\nbad film,0\n" * 8,
+         "data 'table' is text as token ids: use model=rnn, lstm, gru or transformer (an embedding reads them), not nnsearch.models.mlp.MLP."),
     ],
 )
 def test_bad_text_files(run_in_process, tmp_path, overrides, text, message):
