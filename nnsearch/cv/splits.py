@@ -1,8 +1,9 @@
 """Cross-validation splits and leakage-safe preparation of each fold.
 
 Splits come from scikit-learn (``StratifiedKFold`` for classification, ``KFold`` otherwise) and
-depend only on ``cv.seed``, so every trial of a study sees the same folds. Scalers are fitted on a
-fold's training rows alone, and a regression target is standardized with training statistics.
+depend only on ``cv.seed``, so every trial of a study sees the same folds. Scalers, and the data's
+featurizer where it has one (a text tokenizer, a table's imputer and encoder), are fitted on a fold's
+training rows alone, and a regression target is standardized with training statistics.
 """
 
 from __future__ import annotations
@@ -106,10 +107,30 @@ def _transform(scaler, x: np.ndarray) -> np.ndarray:
     return x if scaler is None else scaler.transform(_as_table(x)).reshape(x.shape).astype(np.float32)
 
 
+def fit_featurizer(data: Dataset, rows: np.ndarray):
+    """A clone of the data's featurizer fitted on ``rows`` alone (the tokenizer's vocabulary, a
+    table's imputed values, scaling and encoding come from them), or None for plain numeric data."""
+    from sklearn.base import clone
+
+    if data.featurizer is None:
+        return None
+    return clone(data.featurizer).fit(data.X[rows], data.y[rows])
+
+
+def featurized(featurizer, x: np.ndarray) -> np.ndarray:
+    """Model input from raw rows: int64 token ids stay integers, everything else becomes float32."""
+    out = np.asarray(featurizer.transform(x))
+    return out if out.dtype.kind in "iu" else out.astype(np.float32)
+
+
 def prepare_fold(data: Dataset, index: int, train_idx: np.ndarray, val_idx: np.ndarray, scaler: str | None = None) -> Fold:
-    """Scale features (and a regression target) with statistics of the training rows only."""
+    """Scale or featurize inputs (and scale a regression target) with statistics of the training rows only."""
     kind = scaler or data.scaler
     x_train, x_val = data.X[train_idx], data.X[val_idx]
+    featurizer = fit_featurizer(data, train_idx)
+    if featurizer is not None:
+        kind = "none"
+        x_train, x_val = featurized(featurizer, x_train), featurized(featurizer, x_val)
     fitted = fit_scaler(kind, x_train)
     y_train, y_val = data.y[train_idx], data.y[val_idx]
     scale = (0.0, 1.0)
@@ -129,6 +150,7 @@ def prepare_fold(data: Dataset, index: int, train_idx: np.ndarray, val_idx: np.n
         y_val=torch.as_tensor(y_val),
         y_val_scaled=to_y(y_val),
         target_scale=scale,
+        featurizer=featurizer,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -78,6 +79,13 @@ class Dataset:
     ``classes`` holds the original label of each class index, so a string target reads back.
     A multi-task set (``task`` multitask) has ``targets``, one :class:`TargetSpec` per column of
     its 2-D ``y`` (float32; class columns hold class indices).
+
+    With a ``featurizer`` (an unfitted scikit-learn transformer), ``X`` holds raw rows instead (texts,
+    or a table with string columns and missing values, as an object array) and the featurizer turns
+    them into model input: each fold fits a clone of it on its training rows alone
+    (:func:`nnsearch.cv.splits.prepare_fold`), and ``sample_shape`` is the shape of one transformed
+    sample. ``scaler`` does not apply then (a table's featurizer scales its numeric columns itself).
+    ``raw_columns`` names the file columns a final model takes in (``X``'s columns).
     """
 
     name: str
@@ -90,6 +98,9 @@ class Dataset:
     batch_size: int = 64
     extra: dict = field(default_factory=dict)
     targets: tuple[TargetSpec, ...] = ()
+    featurizer: Any = None
+    sample_shape: tuple = ()
+    raw_columns: tuple = ()
 
     def __post_init__(self) -> None:
         if (self.task is Task.MULTITASK) != bool(self.targets) or (self.targets and self.y.shape[1:] != (len(self.targets),)):
@@ -98,6 +109,20 @@ class Dataset:
             raise NNSearchError(f"Data '{self.name}': X has {len(self.X)} rows but y has {len(self.y)}.")
         if len(self.X) < 2:
             raise NNSearchError(f"Data '{self.name}' has {len(self.X)} samples; at least 2 are needed.")
+        if self.featurizer is None:
+            self._check_numeric()
+        elif not self.sample_shape:
+            raise NNSearchError(f"Data '{self.name}': a featurizer needs the sample_shape it produces.")
+        if self.task.is_supervised and self.task.is_classification and len(self.classes) < 2:
+            raise NNSearchError(f"Data '{self.name}': a classification target needs at least 2 classes.")
+        if self.task is Task.BINARY and len(self.classes) != 2:
+            raise NNSearchError(
+                f"Data '{self.name}': task 'binary' needs exactly 2 classes, found {len(self.classes)}."
+            )
+        if self.scaler not in ("standard", "minmax", "none"):
+            raise NNSearchError(f"data.scaler must be one of standard, minmax, none; got '{self.scaler}'.")
+
+    def _check_numeric(self) -> None:
         if not np.issubdtype(self.X.dtype, np.floating):
             raise NNSearchError(f"Data '{self.name}': features must be numeric, got dtype {self.X.dtype}.")
         if not np.isfinite(self.X).all():
@@ -108,19 +133,11 @@ class Dataset:
                 f"Data '{self.name}' has {len(bad)} NaN/infinite feature values (first at row {row}, "
                 f"column '{where}'); impute or drop them first."
             )
-        if self.task.is_supervised and self.task.is_classification and len(self.classes) < 2:
-            raise NNSearchError(f"Data '{self.name}': a classification target needs at least 2 classes.")
-        if self.task is Task.BINARY and len(self.classes) != 2:
-            raise NNSearchError(
-                f"Data '{self.name}': task 'binary' needs exactly 2 classes, found {len(self.classes)}."
-            )
-        if self.scaler not in ("standard", "minmax", "none"):
-            raise NNSearchError(f"data.scaler must be one of standard, minmax, none; got '{self.scaler}'.")
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        """Shape of one sample: (features,), (channels, height, width) or (steps, features)."""
-        return tuple(self.X.shape[1:])
+        """Shape of one sample: (features,), (channels, height, width), (steps, features) or (tokens,)."""
+        return tuple(self.sample_shape) if self.featurizer is not None else tuple(self.X.shape[1:])
 
     @property
     def n_outputs(self) -> int:
@@ -142,6 +159,12 @@ class Dataset:
             return replace(self, y=self.y[:, 0], task=Task.REGRESSION, classes=(), targets=())
         spec = self.targets[first]
         return replace(self, y=self.y[:, first].astype(np.int64), task=spec.task, classes=spec.classes, targets=())
+    def fingerprint(self) -> tuple[np.ndarray, np.ndarray]:
+        """The arrays that identify the data (:func:`nnsearch.study.identity.data_digest`): raw rows as
+        text, since an object array's bytes are pointers that differ from run to run."""
+        if self.featurizer is None:
+            return self.X, self.y
+        return np.asarray(["\x1f".join(map(str, row)) if np.ndim(row) else str(row) for row in self.X]), self.y
 
     def describe(self) -> str:
         if self.targets:

@@ -1,4 +1,8 @@
-"""User data from local files: a CSV table with a target column, or an .npz archive with X and y."""
+"""User data from local files: a table (.csv, .tsv, .parquet) with a target column, or an .npz archive with X and y.
+
+The header checks here run before the heavy imports (see :func:`check_csv_columns`), so this module
+imports only numpy at its top; pandas and scikit-learn load when a file is read.
+"""
 
 from __future__ import annotations
 
@@ -12,49 +16,123 @@ from nnsearch.data.dataset import Dataset, encode_target, infer_task
 from nnsearch.errors import NNSearchError
 
 
+TABLE_FORMATS = {".csv": ",", ".tsv": "\t", ".parquet": None}  # extension -> CSV delimiter (None: Parquet)
+IMPUTE = ("none", "median", "most_frequent")
+
+
 def _existing(path: str | None, kind: str) -> Path:
     if not path or path == "???":
         raise NNSearchError(f"data={kind} needs a file: add data.path=FILE to the command.")
     p = Path(path).expanduser()
     if p.is_dir():
-        raise NNSearchError(f"data.path={path} is a directory; data={kind} reads one .{kind} file: give its path.")
+        what = "one table file (.csv, .tsv or .parquet)" if kind in ("csv", "text") else f"one .{kind} file"
+        raise NNSearchError(f"data.path={path} is a directory; data={kind} reads {what}: give its path.")
     if not p.is_file():
         raise NNSearchError(f"Data file not found: {p.resolve()}")
     return p
 
 
-def check_csv_columns(path: str | None, target: str | None, *, features: Sequence[str] | None = None) -> None:
-    """The checks of :func:`load_csv` that need only the file's header line, with its messages.
+def _table_file(path: str | None, kind: str) -> Path:
+    """An existing file whose extension says how to read it (.csv, .tsv, .parquet)."""
+    file = _existing(path, kind)
+    if file.suffix.lower() not in TABLE_FORMATS:
+        raise NNSearchError(
+            f"data={kind} reads .csv, .tsv and .parquet files (by extension); {file.name} has "
+            f"{repr(file.suffix) if file.suffix else 'no extension'}: rename it or convert it."
+        )
+    return file
 
-    Run before torch, Lightning and MLflow are imported (see :func:`nnsearch.study.preflight.check_data_early`),
-    so a mistyped ``data.target`` is reported in about a second instead of after the imports
-    and reading the whole file. Only what the header settles is judged: a header that pandas
-    would rename (duplicate names) or that does not decode is left to :func:`load_csv`.
-    """
+
+def read_header(file: Path) -> list[str] | None:
+    """The column names of a table file, or None where the header alone does not settle them
+    (undecodable, duplicate names that pandas would rename): :func:`read_table` then reports."""
     import csv
 
-    file = _existing(path, "csv")
+    delimiter = TABLE_FORMATS[file.suffix.lower()]
     try:
-        with open(file, newline="", encoding="utf-8-sig") as f:
-            header = next(csv.reader(f), None)
-    except (OSError, UnicodeDecodeError, csv.Error):
-        return
+        if delimiter is None:
+            import pyarrow.parquet as pq
+
+            header = list(pq.read_schema(file).names)
+        else:
+            with open(file, newline="", encoding="utf-8-sig") as f:
+                header = next(csv.reader(f, delimiter=delimiter), None)
+    except (OSError, UnicodeDecodeError, csv.Error, ValueError):
+        return None
     if not header or len(set(header)) != len(header):
+        return None
+    return header
+
+
+def read_table(path: str | None, kind: str) -> tuple[Any, Path]:
+    """A pandas DataFrame of a .csv, .tsv or .parquet file, and the file's path."""
+    import pandas as pd
+
+    file = _table_file(path, kind)
+    delimiter = TABLE_FORMATS[file.suffix.lower()]
+    try:
+        frame = pd.read_parquet(file) if delimiter is None else pd.read_csv(file, sep=delimiter)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError, ValueError) as err:
+        raise NNSearchError(f"Cannot read {file}: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+    return frame, file
+
+
+def check_csv_columns(
+    path: str | None, target: str | None, *, features: Sequence[str] | None = None, text: str | None = None, kind: str = "csv"
+) -> None:
+    """The checks of :func:`load_csv` (and :func:`nnsearch.data.text.load_text`, ``kind="text"``) that
+    need only the file's header, with their messages.
+
+    Run before torch, Lightning and MLflow are imported (see :func:`nnsearch.study.preflight.check_data_early`),
+    so a mistyped ``data.target`` or ``data.text`` is reported in about a second instead of after
+    the imports and reading the whole file. Only what the header settles is judged: a header that
+    pandas would rename (duplicate names) or that does not decode is left to the loaders.
+    """
+    file = _table_file(path, kind)
+    header = read_header(file)
+    if header is None:
         return
-    columns = ", ".join(header)
+    if kind == "text":
+        check_text_column(text, header, file.name)
     targets = target_list(target)
     if targets is not None:  # multi-task
         unknown = [t for t in targets if t not in header]
         if unknown:
-            raise NNSearchError(f"Target column(s) {', '.join(unknown)} of data.target={targets} not in {file.name}; its columns are: {columns}.")
+            raise NNSearchError(f"Target column(s) {', '.join(unknown)} of data.target={targets} not in {file.name}; its columns are: {', '.join(header)}.")
         target = targets[0]
-    if target is None or target == "???":
-        raise NNSearchError(f"data=csv needs a target column: add data.target=COLUMN (columns: {columns}).")
-    if target not in header:
-        raise NNSearchError(f"Target column '{target}' is not in {file.name}; its columns are: {columns}.")
+    _check_target(target, header, file.name, kind)
     missing = [c for c in (features or []) if c not in header]
     if missing:
         raise NNSearchError(f"Feature columns not in {file.name}: {', '.join(map(str, missing))}.")
+
+
+def check_text_column(text: str | None, columns: Sequence[str], file_name: str) -> None:
+    """``data.text`` names a column of the file."""
+    listed = ", ".join(map(str, columns))
+    if text is None or text == "???":
+        raise NNSearchError(f"data=text needs a text column: add data.text=COLUMN (columns: {listed}).")
+    if text not in columns:
+        raise NNSearchError(f"Text column '{text}' is not in {file_name}; its columns are: {listed}.")
+
+
+def _check_target(target: str | None, columns: Sequence[str], file_name: str, kind: str) -> None:
+    listed = ", ".join(map(str, columns))
+    if target is None or target == "???":
+        raise NNSearchError(f"data={kind} needs a target column: add data.target=COLUMN (columns: {listed}).")
+    if target not in columns:
+        raise NNSearchError(f"Target column '{target}' is not in {file_name}; its columns are: {listed}.")
+
+
+def target_values(frame: Any, target: str | None, file_name: str, kind: str = "csv") -> np.ndarray:
+    """The target column as numbers, or as strings (object array) when it is not numeric."""
+    _check_target(target, list(frame.columns), file_name, kind)
+    raw_target = frame[target]
+    if raw_target.isna().any():
+        raise NNSearchError(f"Target column '{target}' has {int(raw_target.isna().sum())} missing values; drop those rows first.")
+    y_raw = raw_target.to_numpy()
+    if y_raw.dtype.kind not in "biuf":
+        y_raw = raw_target.astype(str).to_numpy(dtype=object)
+    return y_raw
 
 
 def load_csv(
@@ -65,51 +143,52 @@ def load_csv(
     task: str = "auto",
     scaler: str = "standard",
     batch_size: int = 64,
+    impute: str = "none",
+    max_categories: int = 50,
 ) -> Dataset:
-    """Read a CSV; every feature column must be numeric, the target may be text (it is encoded)."""
+    """Read a .csv, .tsv or .parquet table; the target may be text (it is encoded as classes).
+
+    Numeric feature columns are used as they are. String (and boolean) feature columns are one-hot
+    encoded, and ``impute`` (``median`` or ``most_frequent``) fills missing values: both through a
+    featurizer fitted on each fold's training rows (:func:`nnsearch.data.tables.table_featurizer`).
+    A table of numeric columns without missing values stays a plain float array, as before.
+    """
     import pandas as pd
 
-    file = _existing(path, "csv")
-    try:
-        frame = pd.read_csv(file)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise NNSearchError(f"Cannot read CSV {file}: {err}") from None
+    if impute not in IMPUTE:
+        raise NNSearchError(f"data.impute must be one of {', '.join(IMPUTE)}; got {impute!r}.")
+    frame, file = read_table(path, "csv")
     targets = target_list(target)
     if targets is not None:  # several target columns: one model with a head per target
+        if impute != "none":
+            raise NNSearchError("data.impute works with one target column; a multi-task table must have no missing values.")
         return multitask_from_frame(frame, targets, name=file.stem, source=file.name, features=features, task=task, scaler=scaler, batch_size=batch_size)
-    if target is None or target == "???":
-        raise NNSearchError(f"data=csv needs a target column: add data.target=COLUMN (columns: {', '.join(map(str, frame.columns))}).")
-    if target not in frame.columns:
-        raise NNSearchError(f"Target column '{target}' is not in {file.name}; its columns are: {', '.join(map(str, frame.columns))}.")
+    y_raw = target_values(frame, target, file.name)
     columns = list(features) if features else [c for c in frame.columns if c != target]
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise NNSearchError(f"Feature columns not in {file.name}: {', '.join(map(str, missing))}.")
     if not columns:
         raise NNSearchError(f"{file.name} has no feature columns besides the target '{target}'.")
-    non_numeric = [c for c in columns if not pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c])]
-    if non_numeric:
+    strings = [c for c in columns if not pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c])]
+    gaps = {c: int(frame[c].isna().sum()) for c in columns if frame[c].isna().any()}
+    if gaps and impute == "none":
+        column, count = next(iter(gaps.items()))
+        more = f" (and {len(gaps) - 1} more column(s))" if len(gaps) > 1 else ""
         raise NNSearchError(
-            f"Non-numeric feature columns in {file.name}: {', '.join(map(str, non_numeric))}; encode them as numbers "
-            "or leave them out with data.features=[...]."
+            f"Feature column '{column}' of {file.name} has {count} missing value(s){more}; set data.impute=median or "
+            "data.impute=most_frequent (fitted on training folds), or drop those rows."
         )
-    raw_target = frame[target]
-    if raw_target.isna().any():
-        raise NNSearchError(f"Target column '{target}' has {int(raw_target.isna().sum())} missing values; drop those rows first.")
-    y_raw = raw_target.to_numpy()
-    if y_raw.dtype.kind not in "biuf":
-        y_raw = raw_target.astype(str).to_numpy(dtype=object)
     kind = infer_task(y_raw, task)
     y, classes = encode_target(y_raw, kind)
+    common = dict(name=file.stem, y=y, task=kind, classes=classes, scaler=scaler, batch_size=batch_size)
+    if not strings and not gaps:
+        return Dataset(X=frame[columns].to_numpy(dtype=np.float32), feature_names=tuple(map(str, columns)), **common)
+    from nnsearch.data.tables import encoded_table
+
+    X, featurizer, width = encoded_table(frame, columns, strings, impute=impute, scaler=scaler, max_categories=max_categories, file_name=file.name)
     return Dataset(
-        name=file.stem,
-        X=frame[columns].to_numpy(dtype=np.float32),
-        y=y,
-        task=kind,
-        classes=classes,
-        feature_names=tuple(map(str, columns)),
-        scaler=scaler,
-        batch_size=batch_size,
+        X=X, feature_names=tuple(map(str, columns)), featurizer=featurizer, sample_shape=(width,), raw_columns=tuple(map(str, columns)), **common
     )
 
 

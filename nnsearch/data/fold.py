@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,3 +22,4 @@ class Fold:
     y_val: torch.Tensor  # in original units
     y_val_scaled: torch.Tensor
     target_scale: tuple[float, float]
+    featurizer: Any = None  # the data's featurizer fitted on this fold's training rows, if it has one

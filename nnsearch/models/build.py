@@ -74,6 +74,7 @@ def family_of(net: object) -> Family:
 
 def build_module(cfg: DictConfig, data: Dataset, fold: Fold, epoch_metrics: list[str]) -> HistoryModule:
     """A fresh network from ``cfg.model`` inside the LightningModule of its family."""
+    _check_token_input(cfg, data)
     net = build_network(cfg, data.input_shape, data.n_outputs)
     family = family_of(net)
     if data.task not in family.tasks:
@@ -103,3 +104,13 @@ def build_module(cfg: DictConfig, data: Dataset, fold: Fold, epoch_metrics: list
         epoch_metrics=tuple(epoch_metrics),
         target_scale=fold.target_scale,
     )
+
+
+def _check_token_input(cfg: DictConfig, data: Dataset) -> None:
+    """Token ids (``data=text``) need a shipped family with an embedding: one without would read ids as numbers."""
+    tokenized = getattr(getattr(data, "featurizer", None), "vocab_size", None) is not None
+    shipped = str(cfg.model.get("_target_", "")).startswith("nnsearch.models.")
+    if tokenized and shipped and cfg.model.get("vocab_size") is None:
+        raise NNSearchError(
+            f"data '{data.name}' is text as token ids: use model=rnn, lstm, gru or transformer (an embedding reads them), not {cfg.model._target_}."
+        )

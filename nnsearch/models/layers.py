@@ -50,3 +50,13 @@ def sequence_shape(input_shape: tuple[int, ...], model: str) -> tuple[int, int]:
             "use sequence data such as data=digits_sequence, data=sine_forecast or data=npz_sequence."
         )
     return int(input_shape[0]), int(input_shape[1])
+
+
+def token_steps(input_shape: tuple[int, ...], model: str) -> int:
+    """Tokens per sample of token-id data (``model.vocab_size`` set), or a clear error for other data."""
+    if len(input_shape) != 1:
+        raise NNSearchError(
+            f"model.vocab_size is set, so model={model} reads token ids shaped (tokens,), got samples of shape {tuple(input_shape)}; "
+            "use data=text, or leave model.vocab_size null for sequences of features."
+        )
+    return int(input_shape[0])

@@ -1,4 +1,4 @@
-"""Transformer encoder for sequences shaped (steps, features)."""
+"""Transformer encoder for sequences shaped (steps, features), or token ids."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import torch
 from torch import Tensor, nn
 
 from nnsearch.errors import NNSearchError
-from nnsearch.models.layers import check_choice, check_dropout, check_positive, sequence_shape
+from nnsearch.models.layers import check_choice, check_dropout, check_positive, sequence_shape, token_steps
+
+PAD = 0  # the padding token id (nnsearch.data.text.PAD)
 
 POSITIONAL = ("sinusoidal", "learned", "none")
 POOLING = ("mean", "max", "cls", "last")
@@ -18,7 +20,7 @@ class TransformerEncoder(nn.Module):
     """Features projected to ``d_model``, plus positions, through ``n_layers`` encoder layers, pooled.
 
     Args:
-        input_shape: (steps, features) of one sample.
+        input_shape: (steps, features) of one sample, or (tokens,) of token ids when ``vocab_size`` is set.
         n_outputs: width of the head (set by the task).
         d_model: width of every token; must be divisible by ``n_heads``.
         n_heads: attention heads per layer.
@@ -30,6 +32,8 @@ class TransformerEncoder(nn.Module):
         pooling: ``mean``/``max`` over steps, ``cls`` (a learned summary token prepended) or
             ``last`` (the final step's token).
         norm_first: pre-layer-norm blocks, which train more stably when deep.
+        vocab_size: token ids are below it (``data=text`` sets it): an embedding of width
+            ``d_model`` reads them, attention ignores padding (id 0) and pooling skips it.
     """
 
     def __init__(
@@ -46,10 +50,15 @@ class TransformerEncoder(nn.Module):
         pooling: str = "mean",
         norm_first: bool = True,
         activation: str = "gelu",
+        vocab_size: int | None = None,
     ) -> None:
         super().__init__()
-        steps, features = sequence_shape(input_shape, "transformer")
         check_positive(d_model=d_model, n_heads=n_heads, n_layers=n_layers, ff_dim=ff_dim)
+        if vocab_size is not None:
+            check_positive(vocab_size=vocab_size)
+            steps = token_steps(input_shape, "transformer")
+        else:
+            steps, features = sequence_shape(input_shape, "transformer")
         if d_model % n_heads:
             raise NNSearchError(f"model.d_model ({d_model}) must be divisible by model.n_heads ({n_heads}).")
         check_dropout(dropout)
@@ -57,7 +66,8 @@ class TransformerEncoder(nn.Module):
         check_choice("pooling", pooling, POOLING)
         check_choice("activation", activation, ("relu", "gelu"))
         self.pooling = pooling
-        self.embed = nn.Linear(features, d_model)
+        self.tokens = vocab_size is not None
+        self.embed = nn.Embedding(vocab_size, d_model, padding_idx=PAD) if self.tokens else nn.Linear(features, d_model)
         self.cls = nn.Parameter(torch.zeros(1, 1, d_model)) if pooling == "cls" else None
         tokens = steps + (1 if pooling == "cls" else 0)
         if positional == "learned":
@@ -73,9 +83,17 @@ class TransformerEncoder(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         tokens = self.embed(x)
+        padding = None
+        if self.tokens:
+            padding = x == PAD
+            padding[:, 0] = False  # an all-padding text still attends to its first token (else attention is NaN)
         if self.cls is not None:
             tokens = torch.cat([self.cls.expand(len(x), -1, -1), tokens], dim=1)
-        encoded = self.encoder(self.dropout(tokens + self.position))
+            if padding is not None:
+                padding = torch.cat([torch.zeros_like(padding[:, :1]), padding], dim=1)
+        encoded = self.encoder(self.dropout(tokens + self.position), src_key_padding_mask=padding)
+        if padding is not None:
+            return self.head(_pool_tokens(encoded, ~padding[..., None], self.pooling))
         if self.pooling == "mean":
             pooled = encoded.mean(dim=1)
         elif self.pooling == "max":
@@ -85,6 +103,18 @@ class TransformerEncoder(nn.Module):
         else:
             pooled = encoded[:, -1]
         return self.head(pooled)
+
+
+def _pool_tokens(encoded: Tensor, real: Tensor, pooling: str) -> Tensor:
+    """Pooled over the real tokens only (``real``: (batch, tokens, 1), False at padding)."""
+    if pooling == "mean":
+        return (encoded * real).sum(dim=1) / real.sum(dim=1)
+    if pooling == "max":
+        return encoded.masked_fill(~real, float("-inf")).amax(dim=1)
+    if pooling == "cls":
+        return encoded[:, 0]
+    last = real.squeeze(-1).long().cumsum(dim=1).argmax(dim=1)  # the last real token (padding comes at the end)
+    return encoded[torch.arange(len(encoded), device=encoded.device), last]
 
 
 def _sinusoidal(steps: int, d_model: int) -> Tensor:

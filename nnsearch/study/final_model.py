@@ -23,6 +23,10 @@ named after it, and ``<target>_proba_<label>`` per class of a class target). Its
   columns, and the model converts each column to float itself, naming any that is not numeric.
 - images and sequences: a float64 tensor shaped like the samples (``(-1, 1, 8, 8)``), which is
   what numpy builds from Python floats.
+- data with a featurizer (``data=text``; ``data=csv`` with string columns or imputation): a DataFrame
+  with the file's raw columns (the text column; the feature columns, strings and gaps as in the
+  file). The featurizer fitted on the development rows (tokenizer, imputer, encoder, scaler) travels
+  inside the model and turns them into the network's input.
 
 It carries that signature, a float64 input example and nnsearch's code, and can be registered
 under ``final.register_name``.
@@ -49,7 +53,7 @@ SUPERVISED_TASKS = ("binary", "multiclass", "regression", "multitask")
 @dataclass
 class FinalFit:
     module: Any
-    scaler: Any
+    scaler: Any  # fitted on the development rows: the scaler, or the data's featurizer where it has one
     test_metrics: dict[str, float]
     epochs: int
     seed: int
@@ -98,7 +102,8 @@ def fit_final(cfg: DictConfig, dev: Any, test: Any | None, *, seed: int, epochs:
 
     module = fit(build, settings).module.cpu()  # scored and logged on the CPU
     metrics = module.evaluate(fold.x_val, fold.y_val_scaled) if test is not None else {}
-    return FinalFit(module, fit_scaler(scaler_kind, dev.X), metrics, int(epochs), seed, n_dev, 0 if test is None else len(test.y))
+    fitted = fold.featurizer if fold.featurizer is not None else fit_scaler(scaler_kind, dev.X)
+    return FinalFit(module, fitted, metrics, int(epochs), seed, n_dev, 0 if test is None else len(test.y))
 
 
 def _fit_final_own(cfg: DictConfig, dev: Any, test: Any | None, settings: Any, *, seed: int) -> FinalFit:
@@ -199,6 +204,8 @@ def feature_columns(dev: Any) -> tuple[str, ...] | None:
     The data's own feature names when there is one per feature and they are distinct, else
     ``feature_0``... (zero-padded, so they sort in order).
     """
+    if getattr(dev, "featurizer", None) is not None:
+        return tuple(dev.raw_columns)
     if len(dev.input_shape) != 1:
         return None
     n = dev.input_shape[0]
@@ -213,11 +220,21 @@ class NNSearchModel(mlflow.pyfunc.PythonModel):
     """The pyfunc wrapper: raw features in, predictions (and class probabilities) out."""
 
     def __init__(
-        self, net: Any, task: str, classes: tuple, target_scale: tuple[float, float], scaler: Any, input_shape: tuple[int, ...], *, columns: tuple[str, ...] | None = None
+        self,
+        net: Any,
+        task: str,
+        classes: tuple,
+        target_scale: tuple[float, float],
+        scaler: Any,
+        input_shape: tuple[int, ...],
+        *,
+        columns: tuple[str, ...] | None = None,
+        featurizer: Any = None,
     ) -> None:
         self.net, self.task, self.classes = net.cpu().eval(), task, tuple(classes)
         self.target_scale, self.scaler, self.input_shape = target_scale, scaler, tuple(input_shape)
         self.columns = tuple(columns) if columns else None
+        self.featurizer = featurizer
 
     def _features(self, model_input: Any) -> np.ndarray:
         """float32 samples from a DataFrame (columns by name) or an array (in the samples' shape)."""
@@ -229,6 +246,10 @@ class NNSearchModel(mlflow.pyfunc.PythonModel):
             if missing:
                 raise mlflow.MlflowException(f"Model input is missing column(s) {missing}; the model takes {len(columns)} columns: {list(columns)}.")
             frame = model_input[list(columns)]
+            if getattr(self, "featurizer", None) is not None:
+                from nnsearch.cv.splits import featurized
+
+                return featurized(self.featurizer, frame.to_numpy(dtype=object))
             bad = [c for c in columns if not pd.api.types.is_numeric_dtype(frame[c])]
             if bad:
                 raise mlflow.MlflowException(f"Model input column(s) {bad} are not numeric (dtypes {[str(frame[c].dtype) for c in bad]}).")
@@ -309,8 +330,16 @@ def pyfunc_model(fit: FinalFit, dev: Any) -> NNSearchModel:
     """The pyfunc wrapper around the final network, its scaler and the class labels."""
     if getattr(dev, "targets", ()):
         return MultiTaskModel(fit.module.net, dev.targets, fit.module.target_scale, fit.scaler, dev.input_shape, columns=feature_columns(dev))
+    featurizer = fit.scaler if getattr(dev, "featurizer", None) is not None else None
     return NNSearchModel(
-        fit.module.net, dev.task.value, dev.classes, getattr(fit.module, "target_scale", (0.0, 1.0)), fit.scaler, dev.input_shape, columns=feature_columns(dev)
+        fit.module.net,
+        dev.task.value,
+        dev.classes,
+        getattr(fit.module, "target_scale", (0.0, 1.0)),
+        None if featurizer is not None else fit.scaler,
+        dev.input_shape,
+        columns=feature_columns(dev),
+        featurizer=featurizer,
     )
 
 
@@ -321,9 +350,13 @@ def model_signature(model: NNSearchModel, dev: Any) -> tuple[Any, Any]:
     from mlflow.types import ColSpec, Schema
     from mlflow.types.schema import AnyType
 
-    rows = np.asarray(dev.X[:5], dtype=np.float64)
+    if model.featurizer is not None:
+        raw = np.asarray(dev.X[:5], dtype=object).reshape(min(5, len(dev.X)), -1)
+        rows = pd.DataFrame(raw, columns=list(model.columns)).infer_objects()
+    else:
+        rows = np.asarray(dev.X[:5], dtype=np.float64)
     if model.columns:
-        example = pd.DataFrame(rows, columns=list(model.columns))
+        example = rows if model.featurizer is not None else pd.DataFrame(rows, columns=list(model.columns))
         outputs = infer_signature(example, model.predict(None, example)).outputs
         return ModelSignature(inputs=Schema([ColSpec(AnyType(), name) for name in model.columns]), outputs=outputs), example
     return infer_signature(rows, model.predict(None, rows)), rows

@@ -31,16 +31,25 @@ def check_settings(cfg: DictConfig) -> None:
 
 def check_data_early(cfg: DictConfig) -> None:
     """Data settings a file's header settles, checked before the heavy imports (~4 s: torch,
-    Lightning, scikit-learn) that loading the data set needs: a mistyped CSV column is reported
-    at once. :func:`nnsearch.data.files.load_csv` checks the same again when it reads the file."""
-    if str(cfg.data.get("_target_", "")) != "nnsearch.data.files.load_csv":
+    Lightning, scikit-learn) that loading the data set needs: a mistyped column or an unknown file
+    extension is reported at once. :func:`nnsearch.data.files.load_csv` and
+    :func:`nnsearch.data.text.load_text` check the same again when they read the file."""
+    target = str(cfg.data.get("_target_", ""))
+    kinds = {"nnsearch.data.files.load_csv": "csv", "nnsearch.data.text.load_text": "text"}
+    if target not in kinds:
         return
     from omegaconf import OmegaConf
 
     from nnsearch.data.files import check_csv_columns
 
     features = cfg.data.get("features")
-    check_csv_columns(cfg.data.get("path"), cfg.data.get("target"), features=OmegaConf.to_container(features) if features is not None else None)
+    check_csv_columns(
+        cfg.data.get("path"),
+        cfg.data.get("target"),
+        features=OmegaConf.to_container(features) if features is not None else None,
+        text=cfg.data.get("text"),
+        kind=kinds[target],
+    )
 
 
 def check_sampler(sampler: Any, space: Any) -> None:

@@ -23,10 +23,16 @@ def _nothing_written(tmp_path):
         (["+study=digits_mlp", "model=transfomer"], "unknown model 'transfomer'; choose one of: autoencoder, cnn, gan, gru, lightning, lstm, mlp, net, rnn, transformer. Did you mean transformer?"),
         (["+study=digits_mlp", "trainer.max_epoch=3"], "trainer.max_epoch is not a setting (to add a new key, write +trainer.max_epoch=3). Did you mean trainer.max_epochs?"),
         (["+study=digts_mlp"], "no study named 'digts_mlp': no studies/digts_mlp.yaml in"),
+        (["+study=text_sentiment_lstm", "data=text", "data.path=reviews.csv", "data.text=comment", "data.target=sentiment"],
+         "Text column 'comment' is not in reviews.csv; its columns are: review, sentiment"),
+        (["+study=digits_mlp", "data=csv", "data.path=reviews.xlsx", "data.target=sentiment"],
+         "data=csv reads .csv, .tsv and .parquet files (by extension); reviews.xlsx has '.xlsx': rename it or convert it."),
     ],
-    ids=["missing-file", "unknown-model", "misspelt-setting", "unknown-study"],
+    ids=["missing-file", "unknown-model", "misspelt-setting", "unknown-study", "missing-text-column", "unknown-extension"],
 )
 def test_cli_prints_one_line_and_exits_non_zero(run_cli, tmp_path, args, message):
+    for name in ("reviews.csv", "reviews.xlsx"):
+        (tmp_path / name).write_text("review,sentiment\ngood film,positive\nbad film,negative\n")
     result = run_cli(*args)
     assert result.returncode == 2
     assert result.stderr.startswith("nnsearch: error: ")
@@ -37,7 +43,7 @@ def test_cli_prints_one_line_and_exits_non_zero(run_cli, tmp_path, args, message
 
 def test_an_unknown_study_suggests_the_nearest_shipped_one(run_cli):
     result = run_cli("+study=digts_mlp")
-    assert result.stderr.rstrip().endswith("digits_mlp, digits_transformer, sine_forecast_rnn, wine_mlp). Did you mean digits_mlp?")
+    assert result.stderr.rstrip().endswith("digits_mlp, digits_transformer, sine_forecast_rnn, text_sentiment_lstm, text_sentiment_transformer, wine_mlp). Did you mean digits_mlp?")
 
 
 def test_cli_rejects_search_space_with_low_above_high(run_cli, tmp_path):
@@ -61,14 +67,33 @@ def _csv(tmp_path, text):
     ("overrides", "make_csv", "message"),
     [
         (["data.target=nope"], "a,b,y\n1,2,0\n3,4,1\n", "Target column 'nope' is not in table.csv; its columns are: a, b, y"),
-        (["data.target=y"], "a,b,y\n1,x,0\n3,4,1\n", "Non-numeric feature columns in table.csv: b"),
-        (["data.target=y"], "a,b,y\n1,,0\n3,4,1\n", "NaN/infinite feature values"),
+        (["data.target=y", "data.max_categories=2"], "a,b,y\n1,x,0\n3,4,1\n5,z,0\n", "String column 'b' of table.csv has 3 distinct values, more than data.max_categories=2"),
+        (["data.target=y"], "a,b,y\n1,,0\n3,4,1\n", "Feature column 'b' of table.csv has 1 missing value(s); set data.impute=median or data.impute=most_frequent"),
     ],
 )
 def test_bad_csv_files(run_in_process, tmp_path, overrides, make_csv, message):
     path = _csv(tmp_path, make_csv)
     with pytest.raises(NNSearchError, match=re.escape(message)):
         run_in_process("data=csv", f"data.path={path}", *overrides)
+    _nothing_written(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "text", "message"),
+    [
+        (["data.text=review"], "review,y\ngood,1\n,0\n", "Text column 'review' of table.csv has 1 empty text(s) (first in data row 2); drop or fill those rows."),
+        (["data.text=review", "data.tokenizer=chars"], "review,y\ngood,1\nbad,0\n", "data.tokenizer must be one of word, bpe, wordpiece; got 'chars'."),
+        (["data.text=review", "data.max_length=0"], "review,y\ngood,1\nbad,0\n", "data.max_length must be an integer of at least 1, got 0."),
+        (["data.text=y"], "review,y\ngood,1\nbad,0\n", "data=text needs a target column: add data.target=COLUMN (columns: review, y)."),
+        (["data.text=review", "model=mlp", "~search_space"], "review,y\n" + "good film,1\nbad film,0\n" * 8,
+         "data 'table' is text as token ids: use model=rnn, lstm, gru or transformer (an embedding reads them), not nnsearch.models.mlp.MLP."),
+    ],
+)
+def test_bad_text_files(run_in_process, tmp_path, overrides, text, message):
+    path = _csv(tmp_path, text)
+    target = [] if "data.text=y" in overrides else ["data.target=y"]
+    with pytest.raises(NNSearchError, match=re.escape(message)):
+        run_in_process("+study=text_sentiment_lstm", "data=text", f"data.path={path}", *target, *overrides)
     _nothing_written(tmp_path)
 
 

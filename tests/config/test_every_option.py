@@ -62,8 +62,11 @@ def NEEDS(tmp_path: Path) -> dict[tuple[str, str], list[str]]:  # noqa: N802 - a
     arrays, sequences = tmp_path / "arrays.npz", tmp_path / "sequences.npz"
     np.savez(arrays, X=np.random.default_rng(0).normal(size=(ROWS, 5)).astype(np.float32), y=np.arange(ROWS) % 2)
     np.savez(sequences, X=np.random.default_rng(0).normal(size=(ROWS, 6, 2)).astype(np.float32), y=np.arange(ROWS) % 2)
+    texts = tmp_path / "texts.tsv"
+    texts.write_text("note\tlabel\n" + "".join(f"word{i % 5} and more\t{'xy'[i % 2]}\n" for i in range(ROWS)))
     return {
         ("data", "csv"): [f"data.path={table}", "data.target=label"],
+        ("data", "text"): [f"data.path={texts}", "data.text=note", "data.target=label"],
         ("data", "npz"): [f"data.path={arrays}"],
         ("data", "npz_sequence"): [f"data.path={sequences}"],
         ("data", "dataset"): ["data.dataset._target_=test_every_option.TinyImages"],

@@ -11,7 +11,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import psutil
 import pytest
@@ -163,7 +162,7 @@ def test_a_ddp_fold_whose_ranks_died_resumes_from_the_checkpoint_rank_zero_wrote
     from nnsearch.config.building import build
     from nnsearch.cv import FoldCache, make_splits
     from nnsearch.errors import TrialFailed
-    from nnsearch.fit import FoldResult, fit_fold
+    from nnsearch.fit import fit_fold
     from nnsearch.fit.checkpoint import FoldCheckpointing
     from nnsearch.fit.settings import CheckpointEvery
 

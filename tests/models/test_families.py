@@ -24,6 +24,8 @@ SHIPPED = [
     "digits_autoencoder",
     "breast_cancer_gan",
     "digits_architecture_search",
+    "text_sentiment_lstm",
+    "text_sentiment_transformer",
 ]
 
 
