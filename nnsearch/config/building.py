@@ -43,7 +43,17 @@ def build_network(cfg: DictConfig, input_shape: tuple[int, ...], n_outputs: int)
     if "net" in cfg.model and "_target_" not in cfg.model:
         node = cfg.model.net
         return build("model.net", node, **{k: v for k, v in shape.items() if takes_keyword(node, k)})
-    return build("model", cfg.model, **shape)
+    return build("model", network_node(cfg.model), **shape)
+
+
+TRANSFER_KEYS = ("init_from", "freeze")  # model.* keys of nnsearch.models.transfer, not arguments of the network
+
+
+def network_node(model: DictConfig) -> DictConfig:
+    """``model`` without the transfer keys (``model.init_from``, ``model.freeze``) that conf/config.yaml adds to every model."""
+    if not any(k in model for k in TRANSFER_KEYS):
+        return model
+    return OmegaConf.create({k: v for k, v in OmegaConf.to_container(model, resolve=True).items() if k not in TRANSFER_KEYS})
 
 
 def takes_keyword(node: DictConfig, name: str) -> bool:
