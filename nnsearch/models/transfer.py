@@ -45,12 +45,17 @@ def is_mlflow_uri(uri: str) -> bool:
 def load_mlflow_model(uri: str, tracking_uri: str | None, *, setting: str) -> Any:
     """The Python model behind an MLflow pyfunc model URI (nnsearch's ``NNSearchModel`` or ``OwnModel``), loaded with
     MLflow's public API against ``tracking_uri``; a URI that does not load is one line naming ``setting``."""
+    import os
+
     import mlflow
     import mlflow.pyfunc
+    from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
 
     previous = mlflow.get_tracking_uri()
     if tracking_uri:
         mlflow.set_tracking_uri(tracking_uri)
+    progress_bar = os.environ.get(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name)
+    MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.set(False)  # MLflow's download bars would bury a one-line error and the study's own lines
     try:
         return mlflow.pyfunc.load_model(uri).unwrap_python_model()
     except Exception as err:  # noqa: BLE001 - MLflow raises many kinds for a URI that does not resolve
@@ -58,6 +63,10 @@ def load_mlflow_model(uri: str, tracking_uri: str | None, *, setting: str) -> An
         raise NNSearchError(f"{setting}={uri} does not load as an MLflow model: {first[:200]}") from None
     finally:
         mlflow.set_tracking_uri(previous)
+        if progress_bar is None:
+            MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.unset()
+        else:
+            os.environ[MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name] = progress_bar
 
 
 def network_of(model: Any) -> nn.Module:
