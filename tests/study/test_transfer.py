@@ -7,7 +7,8 @@ import pytest
 
 from conftest import mlflow_runs
 
-TINY = ["cv.folds=2", "trainer.max_epochs=2", "report.study_plots=false", "tracking.trial_plots=none", "cv.test_size=0.2"]
+# folds in turn (no fold processes to start): each study is one process
+TINY = ["cv.folds=2", "cv.parallel=1", "trainer.max_epochs=2", "report.study_plots=false", "tracking.trial_plots=none", "cv.test_size=0.2"]
 
 
 def _study(tmp_path, name: str, body: str) -> None:
@@ -22,7 +23,12 @@ def _one_line_error(result, message: str) -> None:
 
 
 @pytest.mark.slow
-def test_studies_start_from_or_distill_an_earlier_final_model(run_cli, tmp_path):
+def test_studies_start_from_or_distill_an_earlier_final_model(tmp_path):
+    from conftest import cli
+
+    def run_cli(*args: str):
+        return cli(list(args), tmp_path, timeout=900)
+
     # the source: an MLP on digits 0-4, its final model logged to MLflow
     _study(tmp_path, "first_half", "data: {keep_classes: [0, 1, 2, 3, 4]}\nmodel: {hidden_dim: 32, n_layers: 2}\nstudy: {n_trials: 1}\n")
     result = run_cli("+study=first_half", *TINY)
