@@ -36,9 +36,19 @@ def _run(cfg: DictConfig) -> None:
     protect_job(cfg)  # before anything prints or writes: passwords masked, .hydra/ files included
     if _composing["lent"]:  # composed: from here on Hydra reports errors its own way, here and in child processes
         os.environ.pop(FULL_ERROR, None)
-    code = run_study_cli(cfg)
+    code = run_study_cli(cfg, started=_process_started())
     if code:
         sys.exit(code)
+
+
+def _process_started() -> float | None:
+    """When this command was launched (epoch seconds): the study's clock includes the imports a user waits for."""
+    try:
+        import psutil
+
+        return psutil.Process().create_time()
+    except Exception:  # noqa: BLE001 - a sandbox without /proc: the clock starts at the study instead
+        return None
 
 
 CONFIG_PATH_FLAGS = ("--config-path", "-cp")

@@ -10,8 +10,11 @@ from omegaconf import DictConfig
 from nnsearch.errors import NNSearchError
 
 
-def run_study_cli(cfg: DictConfig) -> int:
-    """Run the study; a user-fixable problem becomes one line on stderr and exit code 2."""
+def run_study_cli(cfg: DictConfig, *, started: float | None = None) -> int:
+    """Run the study; a user-fixable problem becomes one line on stderr and exit code 2.
+
+    ``started``: when the command was launched (its progress clock and "done in" count from there).
+    """
     from nnsearch.config.studies import STUDY_FILE_ERROR
 
     try:
@@ -21,7 +24,7 @@ def run_study_cli(cfg: DictConfig) -> int:
         if command == "run":
             from nnsearch.launch.run import run_study
 
-            run_study(cfg)
+            run_study(cfg, started=started)
         elif command == "storage_server":
             from nnsearch.launch.workers import serve_storage
 

@@ -47,13 +47,15 @@ def build_network(cfg: DictConfig, input_shape: tuple[int, ...], n_outputs: int)
 
 
 TRANSFER_KEYS = ("init_from", "freeze")  # model.* keys of nnsearch.models.transfer, not arguments of the network
+OWN_KEYS = (*TRANSFER_KEYS, "task_weights")  # and the multi-task loss's weights (nnsearch.models.multitask)
 
 
 def network_node(model: DictConfig) -> DictConfig:
-    """``model`` without the transfer keys (``model.init_from``, ``model.freeze``) that conf/config.yaml adds to every model."""
-    if not any(k in model for k in TRANSFER_KEYS):
+    """``model`` without nnsearch's own keys (``model.init_from``, ``model.freeze``, ``model.task_weights``), which
+    are not network settings."""
+    if not any(k in model for k in OWN_KEYS):
         return model
-    return OmegaConf.create({k: v for k, v in OmegaConf.to_container(model, resolve=True).items() if k not in TRANSFER_KEYS})
+    return OmegaConf.masked_copy(model, [k for k in model if k not in OWN_KEYS])
 
 
 def takes_keyword(node: DictConfig, name: str) -> bool:

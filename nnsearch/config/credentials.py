@@ -12,7 +12,8 @@ best written ``postgresql://user:${oc.env:PGPASSWORD}@host/db``). Where it would
 - worker processes: the real URLs travel in their environment (``NNSEARCH_STUDY_STORAGE``,
   ``NNSEARCH_TRACKING_URI``), never in a file; local workers get it from ``Popen``, submitit jobs
   inherit the environment they were submitted from (sbatch exports it unless the cluster sets
-  ``SBATCH_EXPORT``). :func:`from_environment` puts them back into the worker's config.
+  ``SBATCH_EXPORT``), Ray workers get them in the call that starts them (not in Ray's runtime
+  environment, which Ray's dashboard shows). :func:`from_environment` puts them back into the worker's config.
 
 Passwords are found with SQLAlchemy's URL parser, so drivers (``postgresql+psycopg://``) and
 URL-encoded characters (``%2F``, ``%40``) are understood; any ``scheme://user:password@`` in a

@@ -7,6 +7,7 @@ fold's training rows alone, and a regression target is standardized with trainin
 
 from __future__ import annotations
 
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -26,6 +27,7 @@ def make_splits(data: Dataset, *, folds: int, seed: int, shuffle: bool = True, s
         return [(None, None)] * folds  # the user's DataModule makes its own folds
     if folds > len(data.y):
         raise NNSearchError(f"cv.folds={folds} is more than the {len(data.y)} samples of '{data.name}'.")
+    data = data.stratification() if getattr(data, "targets", ()) else data  # multi-task: its first class target
     stratify = stratified and data.task is not None and data.task.is_classification
     if stratify:
         counts = np.bincount(data.y, minlength=len(data.classes))
@@ -61,6 +63,10 @@ def holdout_split(data: Dataset, *, test_size: float, seed: int, stratified: boo
 
         logging.getLogger("nnsearch").info("cv.test_size=%s does not apply to data=datamodule: the DataModule holds its own test data", test_size)
         return data, None
+    if getattr(data, "targets", ()):  # multi-task: rows chosen by its first class target, taken from the whole table
+        dev, test = holdout_split(data.stratification(), test_size=test_size, seed=seed, stratified=stratified)
+        pick_rows = lambda idx: replace(data, X=data.X[idx], y=data.y[idx], extra={**data.extra, "rows": idx})  # noqa: E731
+        return pick_rows(dev.extra["rows"]), pick_rows(test.extra["rows"])
     stratify = data.y if stratified and data.task is not None and data.task.is_classification else None
     if stratify is not None:
         counts = np.bincount(data.y, minlength=len(data.classes))
@@ -111,6 +117,8 @@ def prepare_fold(data: Dataset, index: int, train_idx: np.ndarray, val_idx: np.n
         mean, std = float(y_train.mean()), float(y_train.std()) or 1.0
         scale = (mean, std)
     to_y = (lambda a: torch.as_tensor(a)) if data.task.is_classification else (lambda a: torch.as_tensor((a - scale[0]) / scale[1], dtype=torch.float32))
+    if getattr(data, "targets", ()):  # multi-task: regression columns standardized one by one, class indices kept
+        scale, to_y = target_scaling(data.targets, y_train)
     return Fold(
         index=index,
         train_idx=train_idx,
@@ -122,6 +130,17 @@ def prepare_fold(data: Dataset, index: int, train_idx: np.ndarray, val_idx: np.n
         y_val_scaled=to_y(y_val),
         target_scale=scale,
     )
+
+
+def target_scaling(targets: tuple, y_train: np.ndarray) -> tuple[tuple[tuple[float, float], ...], Callable[[np.ndarray], torch.Tensor]]:
+    """Per target column of a multi-task ``y``: (mean, std) of its training rows for a regression target,
+    (0, 1) for a class target; and the function that applies them (a float32 table out)."""
+    scale = tuple(
+        (0.0, 1.0) if t.task.is_classification else (float(y_train[:, i].mean()), float(y_train[:, i].std()) or 1.0)
+        for i, t in enumerate(targets)
+    )
+    mean, std = (np.array(s, dtype=np.float32) for s in zip(*scale, strict=True))
+    return scale, lambda a: torch.as_tensor((a - mean) / std, dtype=torch.float32)
 
 
 class FoldCache:

@@ -59,3 +59,30 @@ def load_bundled(
         scaler=scaler,
         batch_size=batch_size,
     )
+
+
+def load_bundled_targets(
+    name: str,
+    *,
+    target: list[str],
+    target_name: str = "target",
+    features: list[str] | None = None,
+    task: str | list[str] = "auto",
+    scaler: str = "standard",
+    batch_size: int = 64,
+) -> Dataset:
+    """A bundled data set as a table whose columns (features and its own target, named ``target_name``)
+    may be targets of a multi-task study, e.g. diabetes' ``sex`` and disease progression from the other columns."""
+    from sklearn import datasets
+
+    from nnsearch.data.files import multitask_from_frame, target_list
+
+    if name not in BUNDLED or name == "digits":
+        raise NNSearchError(f"data.name={name!r}: bundled tables are {', '.join(b for b in BUNDLED if b != 'digits')}.")
+    loader = getattr(datasets, f"load_{name}")
+    frame = (loader(as_frame=True, scaled=False) if name == "diabetes" else loader(as_frame=True)).frame
+    frame = frame.rename(columns={"target": target_name})
+    targets = target_list(target)
+    if targets is None:
+        raise NNSearchError(f"data.target must list the target columns of '{name}', e.g. [{frame.columns[0]}, {target_name}]; got {target!r}.")
+    return multitask_from_frame(frame, targets, name=name, features=features, task=task, scaler=scaler, batch_size=batch_size)

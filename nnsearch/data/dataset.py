@@ -18,6 +18,8 @@ class Task(str, enum.Enum):
     ``anomaly`` (autoencoders; ``y`` marks anomalies with 1 and is used for ROC AUC and to train on
     normal rows only) and ``generation`` (GANs, scored by comparing generated rows with held-out
     real ones). Their ``y`` holds class indices too, so that folds are stratified by them.
+    ``multitask`` predicts several target columns at once (``Dataset.targets`` says each one's
+    task); its ``y`` is a table, one column per target.
     """
 
     BINARY = "binary"
@@ -26,20 +28,47 @@ class Task(str, enum.Enum):
     RECONSTRUCTION = "reconstruction"
     ANOMALY = "anomaly"
     GENERATION = "generation"
+    MULTITASK = "multitask"
 
     @property
     def is_classification(self) -> bool:
-        """``y`` holds class indices (so folds are stratified); true for every kind but regression."""
-        return self is not Task.REGRESSION
+        """``y`` holds class indices (so folds are stratified); true for every kind but regression and
+        multitask (whose targets each say it: :meth:`Dataset.stratification`)."""
+        return self not in (Task.REGRESSION, Task.MULTITASK)
 
     @property
     def is_supervised(self) -> bool:
         """A model predicts ``y`` from the features (rather than modelling the features)."""
-        return self in (Task.BINARY, Task.MULTICLASS, Task.REGRESSION)
+        return self in (Task.BINARY, Task.MULTICLASS, Task.REGRESSION, Task.MULTITASK)
 
 
-TASK_CHOICES = ("auto", *(t.value for t in Task))
+TASK_CHOICES = ("auto", *(t.value for t in Task if t is not Task.MULTITASK))  # multitask follows from a list of targets
 MAX_INTEGER_CLASSES = 20  # an integer target with more distinct values is taken as a quantity
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """One target column of a multi-task data set: its name, task and class labels.
+
+    ``width`` is the size of its head: one logit (binary) or value (regression), one per class
+    (multiclass).
+    """
+
+    name: str
+    task: Task
+    classes: tuple = ()
+
+    def __post_init__(self) -> None:
+        if self.task not in (Task.BINARY, Task.MULTICLASS, Task.REGRESSION):
+            raise NNSearchError(f"Target '{self.name}': a multi-task target is binary, multiclass or regression, not {self.task.value}.")
+        if self.task.is_classification and len(self.classes) < 2:
+            raise NNSearchError(f"Target '{self.name}': a classification target needs at least 2 classes, found {len(self.classes)}.")
+        if self.task is Task.BINARY and len(self.classes) != 2:
+            raise NNSearchError(f"Target '{self.name}': task 'binary' needs exactly 2 classes, found {len(self.classes)}.")
+
+    @property
+    def width(self) -> int:
+        return len(self.classes) if self.task is Task.MULTICLASS else 1
 
 
 @dataclass(frozen=True)
@@ -47,6 +76,8 @@ class Dataset:
     """Features ``X`` (samples first, float32) and targets ``y`` (class indices or floats).
 
     ``classes`` holds the original label of each class index, so a string target reads back.
+    A multi-task set (``task`` multitask) has ``targets``, one :class:`TargetSpec` per column of
+    its 2-D ``y`` (float32; class columns hold class indices).
     """
 
     name: str
@@ -58,8 +89,11 @@ class Dataset:
     scaler: str = "standard"
     batch_size: int = 64
     extra: dict = field(default_factory=dict)
+    targets: tuple[TargetSpec, ...] = ()
 
     def __post_init__(self) -> None:
+        if (self.task is Task.MULTITASK) != bool(self.targets) or (self.targets and self.y.shape[1:] != (len(self.targets),)):
+            raise NNSearchError(f"Data '{self.name}': a multitask y has one column per target, got shape {self.y.shape} for {len(self.targets)} targets.")
         if len(self.X) != len(self.y):
             raise NNSearchError(f"Data '{self.name}': X has {len(self.X)} rows but y has {len(self.y)}.")
         if len(self.X) < 2:
@@ -90,10 +124,29 @@ class Dataset:
 
     @property
     def n_outputs(self) -> int:
-        """Width of the model's head: one logit for binary and regression, one per class otherwise."""
+        """Width of the model's head: one logit for binary and regression, one per class otherwise
+        (multi-task: the heads of all targets side by side)."""
+        if self.targets:
+            return sum(t.width for t in self.targets)
         return len(self.classes) if self.task is Task.MULTICLASS else 1
 
+    def stratification(self) -> Dataset:
+        """This data as its folds are stratified: itself, or for multi-task data its first class target
+        (regression's unstratified folds when it has none). Only the rows' order and labels matter."""
+        if not self.targets:
+            return self
+        from dataclasses import replace
+
+        first = next((i for i, t in enumerate(self.targets) if t.task.is_classification), None)
+        if first is None:
+            return replace(self, y=self.y[:, 0], task=Task.REGRESSION, classes=(), targets=())
+        spec = self.targets[first]
+        return replace(self, y=self.y[:, first].astype(np.int64), task=spec.task, classes=spec.classes, targets=())
+
     def describe(self) -> str:
+        if self.targets:
+            parts = ", ".join(f"{t.name} {t.task.value}" + (f" ({len(t.classes)} classes)" if t.task.is_classification else "") for t in self.targets)
+            return f"{self.name}: {len(self.X)} samples, input {self.input_shape}, multitask: {parts}"
         kind = self.task.value + (f", {len(self.classes)} classes" if self.task.is_classification else "")
         return f"{self.name}: {len(self.X)} samples, input {self.input_shape}, {kind}"
 

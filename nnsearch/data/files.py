@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -41,6 +42,12 @@ def check_csv_columns(path: str | None, target: str | None, *, features: Sequenc
     if not header or len(set(header)) != len(header):
         return
     columns = ", ".join(header)
+    targets = target_list(target)
+    if targets is not None:  # multi-task
+        unknown = [t for t in targets if t not in header]
+        if unknown:
+            raise NNSearchError(f"Target column(s) {', '.join(unknown)} of data.target={targets} not in {file.name}; its columns are: {columns}.")
+        target = targets[0]
     if target is None or target == "???":
         raise NNSearchError(f"data=csv needs a target column: add data.target=COLUMN (columns: {columns}).")
     if target not in header:
@@ -67,6 +74,9 @@ def load_csv(
         frame = pd.read_csv(file)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise NNSearchError(f"Cannot read CSV {file}: {err}") from None
+    targets = target_list(target)
+    if targets is not None:  # several target columns: one model with a head per target
+        return multitask_from_frame(frame, targets, name=file.stem, source=file.name, features=features, task=task, scaler=scaler, batch_size=batch_size)
     if target is None or target == "???":
         raise NNSearchError(f"data=csv needs a target column: add data.target=COLUMN (columns: {', '.join(map(str, frame.columns))}).")
     if target not in frame.columns:
@@ -100,6 +110,91 @@ def load_csv(
         feature_names=tuple(map(str, columns)),
         scaler=scaler,
         batch_size=batch_size,
+    )
+
+
+def target_list(target: Any) -> list[str] | None:
+    """The target columns when ``data.target`` is a list (a multi-task study), else None.
+
+    A list must name at least two distinct columns; a one-column list is that column's single-task study.
+    """
+    from omegaconf import OmegaConf
+
+    if not (OmegaConf.is_list(target) or isinstance(target, (list, tuple))):
+        return None
+    names = [str(t) for t in target]
+    if len(names) < 2:
+        raise NNSearchError(f"data.target={names} lists {len(names)} column(s); a multi-task target lists two or more (one column: data.target=NAME).")
+    if len(set(names)) != len(names):
+        raise NNSearchError(f"data.target={names} lists a column twice.")
+    return names
+
+
+def multitask_from_frame(
+    frame: Any,
+    targets: Sequence[str],
+    *,
+    name: str,
+    source: str | None = None,
+    features: Sequence[str] | None = None,
+    task: Any = "auto",
+    scaler: str = "standard",
+    batch_size: int = 64,
+) -> Dataset:
+    """A multi-task :class:`Dataset` from a table: one :class:`TargetSpec` per target column, each inferred
+    like a single target (``data.task`` auto) or given by ``data.task=[multiclass, regression]``.
+
+    ``y`` is a float32 table, one column per target (class indices in the class columns).
+    ``source`` names the table in messages (its file name; default ``name``).
+    """
+    import pandas as pd
+    from omegaconf import OmegaConf
+
+    from nnsearch.data.dataset import TargetSpec, Task
+
+    shown = source or name
+    where = ", ".join(map(str, frame.columns))
+    unknown = [t for t in targets if t not in frame.columns]
+    if unknown:
+        raise NNSearchError(f"Target column(s) {', '.join(unknown)} of data.target={list(targets)} not in {shown}; its columns are: {where}.")
+    tasks = [str(t) for t in task] if OmegaConf.is_list(task) or isinstance(task, (list, tuple)) else [str(task)] * len(targets)
+    if len(tasks) != len(targets):
+        raise NNSearchError(f"data.task lists {len(tasks)} tasks for {len(targets)} targets {list(targets)}; give one per target, or auto.")
+    columns = list(features) if features else [c for c in frame.columns if c not in targets]
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise NNSearchError(f"Feature columns not in {shown}: {', '.join(map(str, missing))}.")
+    if not columns:
+        raise NNSearchError(f"{shown} has no feature columns besides the targets {list(targets)}.")
+    non_numeric = [c for c in columns if not pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c])]
+    if non_numeric:
+        raise NNSearchError(
+            f"Non-numeric feature columns in {shown}: {', '.join(map(str, non_numeric))}; encode them as numbers or leave them out with data.features=[...]."
+        )
+    specs, values = [], []
+    for column, requested in zip(targets, tasks, strict=True):
+        raw = frame[column]
+        if raw.isna().any():
+            raise NNSearchError(f"Target column '{column}' has {int(raw.isna().sum())} missing values; drop those rows first.")
+        y_raw = raw.to_numpy() if raw.to_numpy().dtype.kind in "biuf" else raw.astype(str).to_numpy(dtype=object)
+        kind = infer_task(y_raw, requested)
+        if not kind.is_supervised or kind is Task.MULTITASK:
+            raise NNSearchError(f"data.task={requested} for target '{column}': a multi-task target is binary, multiclass or regression.")
+        try:
+            y, classes = encode_target(y_raw, kind)
+        except NNSearchError as err:
+            raise NNSearchError(f"Target '{column}': {err}") from None
+        specs.append(TargetSpec(str(column), kind, classes))
+        values.append(y.astype(np.float32))
+    return Dataset(
+        name=name,
+        X=frame[columns].to_numpy(dtype=np.float32),
+        y=np.stack(values, axis=1),
+        task=Task.MULTITASK,
+        feature_names=tuple(map(str, columns)),
+        scaler=scaler,
+        batch_size=batch_size,
+        targets=tuple(specs),
     )
 
 

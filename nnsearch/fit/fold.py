@@ -261,7 +261,7 @@ def standard_metrics(module: L.LightningModule, val: Any, data: Any) -> dict[str
     from nnsearch.models.metrics import compute_metrics
 
     task = getattr(data, "task", None)
-    if task is None or not task.is_supervised:
+    if task is None or not task.is_supervised or task is Task.MULTITASK:  # several targets: the module's logged values score it
         return {}
     module.eval()
     outputs, targets = [], []

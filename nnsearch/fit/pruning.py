@@ -74,6 +74,11 @@ def trial_ticket(trial: optuna.Trial | None) -> TrialTicket | None:
     return None if trial is None else (trial.study.study_name, trial.number, trial.study.pruner)
 
 
+def trial_id_of(storage: Any, study_name: str, number: int) -> int:
+    """The storage's id of trial ``number`` of ``study_name`` (Optuna's storage API)."""
+    return storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study_name), number)
+
+
 def reopen_trial(storage: Any, ticket: TrialTicket | None) -> optuna.Trial | None:
     """The running trial of ``ticket``, read afresh from ``storage`` (with every step reported so far).
 
@@ -82,6 +87,6 @@ def reopen_trial(storage: Any, ticket: TrialTicket | None) -> optuna.Trial | Non
     if ticket is None:
         return None
     study_name, number, pruner = ticket
-    trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study_name), number)
+    trial_id = trial_id_of(storage, study_name, number)
     study = optuna.load_study(study_name=study_name, storage=storage, pruner=pruner, sampler=optuna.samplers.RandomSampler())
     return optuna.trial.Trial(study, trial_id)

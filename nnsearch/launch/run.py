@@ -21,10 +21,10 @@ from nnsearch.study.session import Prepared, open_study_and_parent, prepare, rec
 log = logging.getLogger("nnsearch")
 
 
-def run_study(cfg: DictConfig) -> Any:
+def run_study(cfg: DictConfig, *, started: float | None = None) -> Any:
     """Validate, run the study to ``study.n_trials`` finished trials, summarize; returns the study.
 
-    With ``launch.workers`` > 1 (or ``launch.gpus``, or ``launch.backend=submitit``) the trials
+    With ``launch.workers`` > 1 (or ``launch.gpus``, or ``launch.backend=submitit`` or ``ray``) the trials
     run in worker processes that share the study; this process supervises them. Ctrl-C or
     SIGTERM, at any point after the study opened (trials, report, final model), stops it cleanly:
     the running trial is recorded as failed, the parent run KILLED.
@@ -34,16 +34,20 @@ def run_study(cfg: DictConfig) -> Any:
 
     from nnsearch.study.preflight import check_data_early
 
-    started = time.time()
+    started = time.time() if started is None else started  # the CLI passes its launch time
     check_reachable(cfg.tracking.uri)  # an unreachable server fails now, in seconds, not after minutes of retries
     check_data_early(cfg)  # a mistyped CSV column fails before torch and Lightning are imported
     launch = LaunchSettings.from_config(cfg.get("launch"))
-    p = prepare(cfg)
     distributed = launch.distributed
     if distributed:
         from nnsearch.launch.workers import check_launch
 
-        check_launch(cfg)
+        check_launch(cfg)  # settings that would make workers collide (or a backend not installed) fail before the smoke test
+    p = prepare(cfg)
+    if launch.backend == "ray":
+        from nnsearch.launch.ray_workers import connect
+
+        connect(cfg)  # the cluster is joined (and a storage its nodes cannot share refused) before the study opens
     # the fold processes boot (imports, data) while this process opens the study and the MLflow store
     pool = None if distributed else start_fold_pool(cfg, p)
     try:

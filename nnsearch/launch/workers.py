@@ -3,7 +3,8 @@
 Each worker is a full process (``python -m nnsearch.launch.worker CONFIG``) that asks the shared study
 for its next trial as soon as it finishes one: no batch barrier, so no worker waits for the
 slowest trial of a batch. Placement comes from existing engines: plain local processes, pinned to
-GPUs with ``CUDA_VISIBLE_DEVICES``, or submitit (SLURM job arrays; its local executor on one machine).
+GPUs with ``CUDA_VISIBLE_DEVICES``, submitit (SLURM job arrays; its local executor on one machine), or
+Ray actors (:mod:`nnsearch.launch.ray_workers`: a local Ray instance or a cluster).
 
 The launcher (this process) validated the config and opened the study and the MLflow parent run
 before any worker starts. It watches the workers: a worker that dies mid-trial has its trial
@@ -30,7 +31,7 @@ from nnsearch.errors import NNSearchError
 from nnsearch.storage import is_journal
 
 log = logging.getLogger("nnsearch")
-BACKENDS = ("local", "submitit")
+BACKENDS = ("local", "submitit", "ray")
 POLL_SECONDS = 0.5
 
 
@@ -59,6 +60,10 @@ def worker_plan(cfg: DictConfig) -> list[WorkerSpec]:
     """One worker per listed GPU or GPU group (times ``workers_per_gpu``), else ``workers`` CPU workers with the cores divided."""
     launch = cfg.launch
     urls = tuple(worker_environment(cfg).items())
+    if launch.backend == "ray":  # Ray places the workers and assigns their GPUs; threads follow the CPUs each holds
+        cpus = float(OmegaConf.select(cfg, "launch.ray.cpus_per_trial") or 1)
+        threads = int(launch.threads_per_worker or max(1, int(cpus)))
+        return [WorkerSpec(i, None, threads, urls) for i in range(int(launch.workers))]
     gpus = list(launch.gpus) if launch.get("gpus") else []
     if gpus:
         per_gpu = int(launch.workers_per_gpu)
@@ -74,6 +79,10 @@ def check_launch(cfg: DictConfig) -> None:
     launch = cfg.launch
     if launch.backend not in BACKENDS:
         raise NNSearchError(f"Unknown launch.backend '{launch.backend}'; choose one of {', '.join(BACKENDS)}.")
+    if launch.backend == "ray":
+        from nnsearch.launch.ray_workers import check_ray
+
+        check_ray(cfg)
     url = str(cfg.study.storage or "")
     if url.startswith("sqlite:"):
         raise NNSearchError(
@@ -144,9 +153,15 @@ def launch_workers(cfg: DictConfig, study: Any, storage: Any, *, on_dead: Any = 
     folder = _output_folder()
     configs = {spec.index: write_worker_config(cfg, spec, folder) for spec in specs}
     where = ", ".join(f"GPU {s.gpu}" if s.gpu is not None else f"{s.threads} thread(s)" for s in specs)
+    if cfg.launch.backend == "ray":
+        where = f"{float(cfg.launch.ray.cpus_per_trial):g} CPU(s) and {float(cfg.launch.ray.gpus_per_trial):g} GPU(s) each"
     log.info("launching %d %s worker(s): %s", len(specs), cfg.launch.backend, where)
     if cfg.launch.backend == "submitit":
         _run_submitit(cfg, specs, configs, folder)
+    elif cfg.launch.backend == "ray":
+        from nnsearch.launch.ray_workers import run_ray
+
+        run_ray(cfg, study, specs, configs, reap)
     else:
         _run_local(cfg, study, specs, configs, reap)
     reap()

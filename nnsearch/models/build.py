@@ -36,11 +36,34 @@ class Family:
     hint: str  # how to get data this family can learn
 
 
-SUPERVISED = Family("a supervised model", (Task.BINARY, Task.MULTICLASS, Task.REGRESSION), "use model=autoencoder or model=gan for it")
+SUPERVISED = Family("a supervised model", (Task.BINARY, Task.MULTICLASS, Task.REGRESSION, Task.MULTITASK), "use model=autoencoder or model=gan for it")
 AUTOENCODER = Family(
     "model=autoencoder", (Task.RECONSTRUCTION, Task.ANOMALY), "set data.task=reconstruction, or use anomaly data such as data=digits_anomaly"
 )
 ADVERSARIAL = Family("model=gan", (Task.GENERATION,), "set data.task=generation")
+
+
+def _weights_node(cfg: DictConfig) -> dict | None:
+    from omegaconf import OmegaConf
+
+    node = cfg.model.get("task_weights")
+    if node is not None and not OmegaConf.is_dict(node):
+        raise NNSearchError(f"model.task_weights maps each target to its loss weight, e.g. {{a: 1.0, b: 0.5}}; got {node!r}.")
+    return OmegaConf.to_container(node, resolve=True) if node is not None else None  # type: ignore[return-value]
+
+
+def _metric_weights(cfg: DictConfig, data: Dataset) -> dict[str, float] | None:
+    """``study.metric_weights`` when the objective is their weighted sum (``study.metric=weighted``)."""
+    from omegaconf import OmegaConf
+
+    from nnsearch.models.metrics import WEIGHTED, check_metric_weights
+
+    study = cfg.get("study") or {}
+    metric = study.get("metric")
+    if WEIGHTED not in (list(metric) if OmegaConf.is_list(metric) else [metric]):
+        return None
+    weights = study.get("metric_weights")
+    return check_metric_weights(OmegaConf.to_container(weights) if OmegaConf.is_config(weights) else weights, data.targets)
 
 
 def family_of(net: object) -> Family:
@@ -67,6 +90,13 @@ def build_module(cfg: DictConfig, data: Dataset, fold: Fold, epoch_metrics: list
     distill = DistillSettings.from_config(cfg.get("distill"))
     if distill.enabled and family is not SUPERVISED:
         raise NNSearchError(f"distill.teacher trains a supervised model, not {family.name}.")
+    if data.task is Task.MULTITASK:
+        from nnsearch.models.multitask import MultiTaskModule, task_weights
+
+        return MultiTaskModule(net, data.targets, optimizer, scheduler, weights=task_weights(data.targets, _weights_node(cfg)),
+                               epoch_metrics=tuple(epoch_metrics), target_scale=fold.target_scale, metric_weights=_metric_weights(cfg, data))
+    if cfg.model.get("task_weights"):
+        raise NNSearchError(f"model.task_weights weighs the targets of multi-task data (data.target=[a, b]); data '{data.name}' has one target.")
     if family is AUTOENCODER:
         return AutoencoderModule(net, data.task, optimizer, scheduler, epoch_metrics=tuple(epoch_metrics))
     if family is ADVERSARIAL:

@@ -20,6 +20,7 @@ The unsupervised tasks take other "outputs":
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -191,3 +192,47 @@ def compute_metrics(
     outputs, target = outputs.detach().float().cpu(), target.detach().cpu()
     lazy = _BY_TASK[task](outputs, target, n_classes)
     return {name: float(lazy[name]()) for name in (names or lazy)}
+
+
+def target_metric_names(targets: tuple) -> list[str]:
+    """The metrics of a multi-task data set: ``<target>/<metric>`` for each target's task, in target order."""
+    return [f"{t.name}/{m}" for t in targets for m in metric_names(t.task)]
+
+
+WEIGHTED = "weighted"  # a multi-task objective: the study.metric_weights-weighted sum of target metrics
+
+
+def check_metric_weights(weights: Any, targets: tuple) -> dict[str, float]:
+    """``study.metric_weights`` for ``study.metric=weighted``: target metric -> a finite number (its sign says the
+    direction it pulls; the sum is maximized unless ``study.direction=minimize``)."""
+    import math
+    from collections.abc import Mapping
+
+    known = target_metric_names(targets)
+    if not isinstance(weights, Mapping) or not weights:
+        raise NNSearchError(f"study.metric=weighted needs study.metric_weights, a mapping of target metrics to weights, e.g. "
+                            f"{{{known[0]}: 1.0, {known[-1]}: -0.1}}; got {weights!r}.")
+    unknown = [m for m in weights if m not in known]
+    if unknown:
+        raise NNSearchError(f"study.metric_weights names {', '.join(map(str, unknown))}, which is no target metric; choose among {', '.join(known)}.")
+    bad = {m: w for m, w in weights.items() if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w)}
+    if bad:
+        raise NNSearchError(f"study.metric_weights must be finite numbers, got {bad}.")
+    return {str(m): float(w) for m, w in weights.items()}
+
+
+def resolve_target_objective(metric: str, direction: str | None, targets: tuple, *, weights: Any = None) -> str:
+    """Like :func:`resolve_objective` for a multi-task metric ``<target>/<metric>``, or ``weighted`` (the
+    ``weights``-weighted sum of target metrics, maximized by default); returns the direction."""
+    if metric == WEIGHTED:
+        check_metric_weights(weights, targets)
+        return resolve_objective("accuracy", direction, Task.BINARY)  # maximize unless told; the direction is checked
+    if metric not in target_metric_names(targets):
+        from difflib import get_close_matches
+
+        known = target_metric_names(targets)
+        close = get_close_matches(metric, known, n=1)
+        hint = f" Did you mean {close[0]}?" if close else ""
+        raise NNSearchError(f"Unknown objective metric '{metric}' for targets {[t.name for t in targets]}; choose one of {', '.join(known)} "
+                            f"(or weighted with study.metric_weights).{hint}")
+    return resolve_objective(metric.rsplit("/", 1)[1], direction, next(t.task for t in targets if metric.startswith(f"{t.name}/")))

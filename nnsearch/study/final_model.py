@@ -12,7 +12,8 @@ trial's fold 0.
 
 The MLflow model (``mlflow.pyfunc``) takes raw features, applies the scaler fitted on the
 development rows, and returns a DataFrame: ``prediction`` (the class label, or the value in target
-units) and, for classification, ``proba_<label>`` per class. Its input, by the shape of the data:
+units) and, for classification, ``proba_<label>`` per class (multi-task data: one column per target,
+named after it, and ``<target>_proba_<label>`` per class of a class target). Its input, by the shape of the data:
 
 - tabular (one feature axis): a DataFrame with one column per feature, named as in the data
   (``Dataset.feature_names``; ``feature_00``, ``feature_01``, ... when the data has none). Columns
@@ -42,7 +43,7 @@ from omegaconf import DictConfig, OmegaConf
 from nnsearch.errors import NNSearchError
 
 log = logging.getLogger("nnsearch")
-SUPERVISED_TASKS = ("binary", "multiclass", "regression")
+SUPERVISED_TASKS = ("binary", "multiclass", "regression", "multitask")
 
 
 @dataclass
@@ -268,12 +269,49 @@ class NNSearchModel(mlflow.pyfunc.PythonModel):
         return frame
 
 
+class MultiTaskModel(NNSearchModel):
+    """The pyfunc wrapper of a multi-task model: raw features in, a DataFrame out with one column per
+    target (its class label or its value in target units) and, per class target ``t``, ``t_proba_<label>`` per class."""
+
+    def __init__(self, net: Any, targets: tuple, target_scale: tuple, scaler: Any, input_shape: tuple[int, ...], *, columns: tuple[str, ...] | None = None) -> None:
+        super().__init__(net, "multitask", (), (0.0, 1.0), scaler, input_shape, columns=columns)
+        self.targets, self.target_scales = tuple(targets), tuple(target_scale)
+
+    def predict(self, context: Any, model_input: np.ndarray, params: dict | None = None) -> Any:
+        import pandas as pd
+        import torch
+
+        x = self._features(model_input)
+        if self.scaler is not None:
+            table = x.reshape(-1, x.shape[-1]) if x.ndim == 3 else x.reshape(len(x), -1)
+            x = self.scaler.transform(table).reshape(x.shape).astype(np.float32)
+        with torch.no_grad():
+            out = self.net(torch.as_tensor(x)).float()
+        blocks = torch.split(out, [t.width for t in self.targets], dim=-1)
+        frame = pd.DataFrame(index=range(len(x)))
+        probas = {}
+        for spec, block, (mean, std) in zip(self.targets, blocks, self.target_scales, strict=True):
+            if spec.task.value == "regression":
+                frame[spec.name] = (block.squeeze(-1) * std + mean).numpy().astype(np.float64)
+                continue
+            if spec.task.value == "binary":
+                p1 = torch.sigmoid(block.squeeze(-1)).numpy().astype(np.float64)
+                proba = np.stack([1 - p1, p1], axis=1)
+            else:
+                proba = torch.softmax(block, dim=-1).numpy().astype(np.float64)
+            frame[spec.name] = [_plain(v) for v in np.asarray(spec.classes, dtype=object)[proba.argmax(axis=1)]]
+            probas.update({f"{spec.name}_proba_{label}": proba[:, k] for k, label in enumerate(spec.classes)})
+        return frame.assign(**probas) if probas else frame
+
+
 def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
 def pyfunc_model(fit: FinalFit, dev: Any) -> NNSearchModel:
     """The pyfunc wrapper around the final network, its scaler and the class labels."""
+    if getattr(dev, "targets", ()):
+        return MultiTaskModel(fit.module.net, dev.targets, fit.module.target_scale, fit.scaler, dev.input_shape, columns=feature_columns(dev))
     return NNSearchModel(
         fit.module.net, dev.task.value, dev.classes, getattr(fit.module, "target_scale", (0.0, 1.0)), fit.scaler, dev.input_shape, columns=feature_columns(dev)
     )

@@ -20,7 +20,12 @@ from omegaconf import OmegaConf
 
 from nnsearch.data.dataset import Task
 from nnsearch.errors import NNSearchError
-from nnsearch.models.metrics import metric_names, resolve_objective
+from nnsearch.models.metrics import (
+    metric_names,
+    resolve_objective,
+    resolve_target_objective,
+    target_metric_names,
+)
 from nnsearch.models.size import MODEL_METRICS
 
 
@@ -58,11 +63,14 @@ def _as_list(value: Any) -> list:
     return [value]
 
 
-def resolve_objectives(study_cfg: Any, task: Task | None, *, logged: bool = False) -> Objectives:
+def resolve_objectives(study_cfg: Any, task: Task | None, *, logged: bool = False, targets: tuple = ()) -> Objectives:
     """Check metrics, directions and constraints against the task; the one place they are parsed.
 
     ``logged``: the module is the user's, so a metric may be any name it logs with ``self.log``
     (checked when the smoke test trains it), besides nnsearch's metrics of a known task.
+    ``targets``: a multi-task data set's target specs; its metrics are ``<target>/<metric>``
+    (``study.metric=[a/accuracy, b/rmse]`` is a multi-objective study over both targets), or ``weighted``:
+    the ``study.metric_weights``-weighted sum of them, e.g. ``{a/accuracy: 1.0, b/rmse: -0.1}``.
     """
     metrics = [str(m) for m in _as_list(study_cfg.metric)]
     if not metrics:
@@ -81,6 +89,10 @@ def resolve_objectives(study_cfg: Any, task: Task | None, *, logged: bool = Fals
             from nnsearch.models.user import logged_direction
 
             directions.append(logged_direction(metric, direction))
+        elif targets and metric not in MODEL_METRICS:
+            weights = study_cfg.get("metric_weights")
+            weights = OmegaConf.to_container(weights) if OmegaConf.is_config(weights) else weights
+            directions.append(resolve_target_objective(metric, direction, targets, weights=weights))
         elif metric in MODEL_METRICS:
             direction = direction or MODEL_METRICS[metric]
             if direction not in ("maximize", "minimize"):
@@ -90,7 +102,7 @@ def resolve_objectives(study_cfg: Any, task: Task | None, *, logged: bool = Fals
             directions.append(resolve_objective(metric, direction, task))
     constraints: dict[str, dict[str, float]] = {}
     raw = study_cfg.get("constraints") or {}
-    known = [*(metric_names(task) if task is not None else []), *MODEL_METRICS]
+    known = [*(target_metric_names(targets) if targets else metric_names(task) if task is not None else []), *MODEL_METRICS]
     for name, bounds in (OmegaConf.to_container(raw) if OmegaConf.is_config(raw) else dict(raw)).items():
         if name not in known:
             raise NNSearchError(f"study.constraints.{name}: unknown metric; choose one of {', '.join(known)}.")

@@ -90,7 +90,7 @@ def prepare(cfg: DictConfig) -> Prepared:
     data = build("data", cfg.data)
     own_code = _own_code(cfg, data)
     _check_transfer(cfg, data, own_code)
-    objectives = resolve_objectives(cfg.study, data.task, logged=own_code.module)
+    objectives = resolve_objectives(cfg.study, data.task, logged=own_code.module, targets=getattr(data, "targets", ()))
     if own_code.module:  # a fold scored at its best epoch needs the direction the study resolved
         cfg.study.direction = objectives.directions if objectives.multi else objectives.directions[0]
     if own_code.data and objectives.model_metrics:
@@ -200,14 +200,29 @@ def _warm_start(entries: Any, space: Any) -> list[dict[str, Any]]:
             if path not in by_path:
                 raise NNSearchError(f"study.enqueue[{i}]: '{path}' is not in search_space ({', '.join(by_path) or 'empty'}).")
             dist = by_path[path]
-            try:
-                inside = dist._contains(dist.to_internal_repr(value))
-            except (ValueError, TypeError):
-                inside = False
-            if not inside:
+            if not _inside(dist, value):
                 raise NNSearchError(f"study.enqueue[{i}]: {path}={value!r} is outside its search space {dist}.")
         out.append(entry)
     return out
+
+
+def _inside(dist: Any, value: Any) -> bool:
+    """Whether ``value`` is one the distribution can suggest (bounds, step, choices), from its public fields."""
+    import optuna
+
+    if isinstance(dist, optuna.distributions.CategoricalDistribution):
+        return value in dist.choices
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if isinstance(dist, optuna.distributions.IntDistribution) and value != int(value):
+        return False
+    if not dist.low <= value <= dist.high:
+        return False
+    step = getattr(dist, "step", None)
+    if step is None:
+        return True
+    offset = (value - dist.low) / step
+    return abs(offset - round(offset)) < 1e-8
 
 
 def optuna_logging_to_warnings() -> None:

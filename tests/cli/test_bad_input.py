@@ -341,3 +341,14 @@ def test_the_smoke_test_catches_a_nan_loss_naming_the_value(tmp_path, monkeypatc
     monkeypatch.setattr(ae.AutoencoderModule, "row_errors", lambda self, x: real(self, x) * (float("nan") if self.net.encoder[-1].out_features == 2 else 1.0))
     with pytest.raises(NNSearchError, match=r"^search_space.model.bottleneck=2: the first training step fails: loss is nan$"):
         prepare(cfg)
+
+
+def test_a_multitask_target_list_with_an_unknown_column_is_one_line(run_cli, tmp_path):
+    _csv(tmp_path, "a,b,kind,value\n1,2,x,0.5\n3,4,y,1.5\n")
+    result = run_cli("+study=digits_mlp", "data=csv", "data.path=table.csv", "data.target=[kind,colour]")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "nnsearch: error: Target column(s) colour of data.target=['kind', 'colour'] not in table.csv; its columns are: a, b, kind, value."
+    )
+    _nothing_written(tmp_path)
+    assert not (tmp_path / "outputs").exists()

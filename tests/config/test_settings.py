@@ -27,7 +27,7 @@ BUILD = {"cv": CVSettings.from_config, "study": StudySettings.from_config, "trac
     ("report.progress=loud", "report.progress must be one of auto, live, plain, off, got 'loud'"),
     ("report.top_k=0", "report.top_k must be a positive integer, got 0"),
     ("launch.workers=0", "launch.workers must be at least 1, got 0"),
-    ("launch.backend=k8s", "launch.backend must be one of local, submitit, got 'k8s'"),
+    ("launch.backend=k8s", "launch.backend must be one of local, submitit, ray, got 'k8s'"),
     ("launch.max_retry=-1", "launch.max_retry must be a non-negative integer, got -1"),
 ])
 def test_a_bad_setting_is_refused_with_its_key_and_value(override, message):

@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 from conftest import compose, load_study, mlflow_runs
 from nnsearch.errors import NNSearchError, StudyFailed
 from nnsearch.cv.pool import FOLD_DONE, InTurnPruner, parallel_folds
+from nnsearch.fit.pruning import trial_id_of
 
 WINE = ["+study=wine_mlp", "sampler=random", "study.n_trials=2", "cv.folds=3", "trainer.max_epochs=2", "final.retrain=false", "report.study_plots=false"]
 
@@ -159,14 +160,17 @@ class _Recorder(optuna.pruners.BasePruner):
 
 def _trial():
     """A running trial of an in-memory study, and a function that reports steps to it as any fold would."""
-    study = optuna.create_study(direction="maximize")
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(direction="maximize", storage=storage, study_name="in-turn")
     trial = study.ask()
+    trial_id = trial_id_of(storage, "in-turn", trial.number)
 
     def report(**values: float) -> optuna.trial.FrozenTrial:
         for step, value in values.items():
             trial.report(value, int(step.removeprefix("s")))
-        return study._storage.get_trial(trial._trial_id)  # what Trial.should_prune hands the pruner
+        return storage.get_trial(trial_id)  # what Trial.should_prune hands the pruner
 
+    report.mark_done = lambda fold, epochs: storage.set_trial_system_attr(trial_id, FOLD_DONE.format(fold), epochs)  # as a fold's process does
     return study, trial, report
 
 
@@ -191,7 +195,7 @@ def test_in_turn_a_fold_marked_done_counts_as_complete():
     frozen = report(s0=0.0, s1=0.1, s3=0.3)  # fold 0 stopped early after two epochs; fold 1 reported
     assert in_turn.prune(study, frozen) is False
     assert in_turn.judged == 1  # step 2 may still come
-    study._storage.set_trial_system_attr(trial._trial_id, FOLD_DONE.format(0), 2)  # as the fold's process marks it
+    report.mark_done(0, 2)
     assert in_turn.prune(study, report()) is False
     assert recorder.seen[-1] == {0: 0.0, 1: 0.1, 3: 0.3} and in_turn.judged == 3
 
