@@ -43,10 +43,19 @@ def build_network(cfg: DictConfig, input_shape: tuple[int, ...], n_outputs: int)
     if "net" in cfg.model and "_target_" not in cfg.model:
         node = cfg.model.net
         return build("model.net", node, **{k: v for k, v in shape.items() if takes_keyword(node, k)})
-    node = cfg.model
-    if "task_weights" in node:  # the multi-task loss's weights (nnsearch.models.multitask), not a network setting
-        node = OmegaConf.masked_copy(node, [k for k in node if k != "task_weights"])
-    return build("model", node, **shape)
+    return build("model", network_node(cfg.model), **shape)
+
+
+TRANSFER_KEYS = ("init_from", "freeze")  # model.* keys of nnsearch.models.transfer, not arguments of the network
+OWN_KEYS = (*TRANSFER_KEYS, "task_weights")  # and the multi-task loss's weights (nnsearch.models.multitask)
+
+
+def network_node(model: DictConfig) -> DictConfig:
+    """``model`` without nnsearch's own keys (``model.init_from``, ``model.freeze``, ``model.task_weights``), which
+    are not network settings."""
+    if not any(k in model for k in OWN_KEYS):
+        return model
+    return OmegaConf.masked_copy(model, [k for k in model if k not in OWN_KEYS])
 
 
 def takes_keyword(node: DictConfig, name: str) -> bool:

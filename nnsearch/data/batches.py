@@ -22,6 +22,9 @@ class TensorBatches:
     ``set_epoch`` with the number of passes so far (as Fabric's loader wrapper does), so a
     shuffling ``DistributedSampler`` deals a new, seeded order each epoch. (The attribute is not
     named ``sampler``: Lightning takes a loader with a ``sampler`` for a ``DataLoader``.)
+
+    ``extra``: a tensor indexed like the rows (a teacher's logits for distillation) that each batch
+    carries as a third item, ``(x, y, extra)``.
     """
 
     def __init__(
@@ -33,12 +36,15 @@ class TensorBatches:
         generator: torch.Generator | None = None,
         index_sampler: Sampler[int] | None = None,
         drop_last: bool = False,
+        extra: torch.Tensor | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
         if generator is not None and index_sampler is not None:
             raise ValueError("give TensorBatches a generator or an index_sampler, not both.")
-        self.x, self.y = x, y
+        if extra is not None and len(extra) != len(x):
+            raise ValueError(f"extra must have one entry per row ({len(x)}), got {len(extra)}.")
+        self.x, self.y, self.extra = x, y, extra
         self.batch_size = batch_size
         self.generator = generator
         self.index_sampler = index_sampler
@@ -52,26 +58,27 @@ class TensorBatches:
         n = self.rows
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _rows(self, idx: torch.Tensor | slice) -> tuple[torch.Tensor, ...]:
+        return (self.x[idx], self.y[idx]) if self.extra is None else (self.x[idx], self.y[idx], self.extra[idx])
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         if self.index_sampler is not None:
             yield from self._sampled()
             return
         n = len(self.x)
         if self.generator is None:
             for start in range(0, len(self) * self.batch_size, self.batch_size):
-                yield self.x[start : start + self.batch_size], self.y[start : start + self.batch_size]
+                yield self._rows(slice(start, start + self.batch_size))
             return
         order = torch.randperm(n, generator=self.generator).to(self.x.device)
         for start in range(0, len(self) * self.batch_size, self.batch_size):
-            idx = order[start : start + self.batch_size]
-            yield self.x[idx], self.y[idx]
+            yield self._rows(order[start : start + self.batch_size])
 
-    def _sampled(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _sampled(self) -> Iterator[tuple[torch.Tensor, ...]]:
         set_epoch = getattr(self.index_sampler, "set_epoch", None)
         if callable(set_epoch):
             set_epoch(self.epoch)
         self.epoch += 1
         order = torch.tensor(list(self.index_sampler), dtype=torch.long, device=self.x.device)
         for start in range(0, len(self) * self.batch_size, self.batch_size):
-            idx = order[start : start + self.batch_size]
-            yield self.x[idx], self.y[idx]
+            yield self._rows(order[start : start + self.batch_size])

@@ -18,12 +18,14 @@ def load_bundled(
     task: str = "auto",
     scaler: str = "standard",
     batch_size: int = 64,
+    keep_classes: list | None = None,
 ) -> Dataset:
     """Load a bundled data set.
 
     ``as_image`` gives digits as 1x8x8 images for CNNs; ``as_sequence`` gives them as sequences
     of 8 steps (the image rows, top to bottom) of 8 features (the pixels of a row) for recurrent
-    and Transformer models.
+    and Transformer models. ``keep_classes`` keeps only the rows of those target values (digits
+    0-4 to pretrain a model that is fine-tuned on 5-9, see ``studies/digits_transfer.yaml``).
     """
     from sklearn import datasets
 
@@ -31,6 +33,11 @@ def load_bundled(
         raise NNSearchError(f"Unknown bundled data set '{name}'; choose one of {', '.join(BUNDLED)}.")
     bunch = getattr(datasets, f"load_{name}")()
     X = np.asarray(bunch.data, dtype=np.float32)
+    if keep_classes is not None:
+        keep = np.isin(bunch.target, list(keep_classes))
+        if len(set(bunch.target[keep].tolist())) < 2:
+            raise NNSearchError(f"data.keep_classes={list(keep_classes)} keeps fewer than two of {name}'s target values {sorted(set(bunch.target.tolist()))}.")
+        X, bunch.target = X[keep], bunch.target[keep]
     if as_image and as_sequence:
         raise NNSearchError("data.as_image and data.as_sequence exclude each other; set one of them.")
     if as_image or as_sequence:

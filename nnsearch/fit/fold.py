@@ -218,6 +218,7 @@ def fit_one_fold(cfg: DictConfig, data: Any, fold: Any, settings: FitSettings, *
     """
     from nnsearch.fit import ddp
     from nnsearch.models.build import build_module
+    from nnsearch.models.distill import fold_teacher_logits
     from nnsearch.models.user import LoggedHistory, build_user_module, is_user_module
 
     own_module, own_data = is_user_module(cfg.model), hasattr(fold, "train_rows")
@@ -239,7 +240,9 @@ def fit_one_fold(cfg: DictConfig, data: Any, fold: Any, settings: FitSettings, *
             val = TensorBatches(fold.x_val, fold.y_val_scaled, VAL_BATCH)
         else:
             x_train, y_train, x_val, y_val = on_device(fold, device)
-            train = TensorBatches(x_train, y_train, int(cfg.data.batch_size), generator=torch.Generator().manual_seed(seed))
+            teacher = fold_teacher_logits(cfg, data, fold.train_idx)  # the fold's training rows only, cached across trials
+            train = TensorBatches(x_train, y_train, int(cfg.data.batch_size), generator=torch.Generator().manual_seed(seed),
+                                  extra=None if teacher is None else teacher.to(device))
             val = TensorBatches(x_val, y_val, VAL_BATCH)
         if on_epoch is not None:
             callbacks.append(EpochReport(on_epoch, fold.index, result.history))

@@ -70,7 +70,8 @@ class HistoryModule(L.LightningModule):
         self.log_dict(dict(row), prog_bar=False, logger=False)
 
     def configure_optimizers(self):  # noqa: ANN201 - Lightning's union of return types
-        optimizer = self.optimizer_factory(self.parameters())
+        # frozen parameters (model.freeze) stay out of the optimizer: no weight decay or momentum moves them
+        optimizer = self.optimizer_factory([p for p in self.parameters() if p.requires_grad])
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer)

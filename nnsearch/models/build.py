@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from nnsearch.config.building import build_network, optional_partial
 from nnsearch.data.dataset import Dataset, Task
@@ -19,9 +19,11 @@ from nnsearch.errors import NNSearchError
 from nnsearch.models.autoencoder import Autoencoder
 from nnsearch.models.autoencoder_module import AutoencoderModule
 from nnsearch.models.base import HistoryModule
+from nnsearch.models.distill import DistillSettings
 from nnsearch.models.gan import GAN
 from nnsearch.models.gan_module import GANModule
 from nnsearch.models.module import SupervisedModule
+from nnsearch.models.transfer import init_and_freeze
 
 if TYPE_CHECKING:
     from nnsearch.data.fold import Fold
@@ -76,6 +78,8 @@ def build_module(cfg: DictConfig, data: Dataset, fold: Fold, epoch_metrics: list
     """A fresh network from ``cfg.model`` inside the LightningModule of its family."""
     _check_token_input(cfg, data)
     net = build_network(cfg, data.input_shape, data.n_outputs)
+    tracking_uri = OmegaConf.select(cfg, "tracking.uri")
+    init_and_freeze(net, cfg.model, tracking_uri)
     family = family_of(net)
     if data.task not in family.tasks:
         kinds = ", ".join(t.value for t in family.tasks)
@@ -84,6 +88,9 @@ def build_module(cfg: DictConfig, data: Dataset, fold: Fold, epoch_metrics: list
         )
     optimizer = optional_partial("optimizer", cfg.optimizer)
     scheduler = optional_partial("scheduler", cfg.get("scheduler"))
+    distill = DistillSettings.from_config(cfg.get("distill"))
+    if distill.enabled and family is not SUPERVISED:
+        raise NNSearchError(f"distill.teacher trains a supervised model, not {family.name}.")
     if data.task is Task.MULTITASK:
         from nnsearch.models.multitask import MultiTaskModule, task_weights
 
@@ -103,6 +110,7 @@ def build_module(cfg: DictConfig, data: Dataset, fold: Fold, epoch_metrics: list
         n_classes=len(data.classes),
         epoch_metrics=tuple(epoch_metrics),
         target_scale=fold.target_scale,
+        distill=(float(distill.temperature), float(distill.alpha)) if distill.enabled else None,
     )
 
 

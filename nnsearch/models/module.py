@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nnsearch.data.dataset import Task
+from nnsearch.models.distill import distillation_loss
 from nnsearch.models.metrics import compute_metrics
 from nnsearch.models.base import HistoryModule
 
@@ -29,6 +30,8 @@ class SupervisedModule(HistoryModule):
         epoch_metrics: metrics computed on the validation fold every epoch; the full set is
             computed once, at the end of the fit, by :meth:`evaluate`.
         target_scale: (mean, std) that standardized a regression target; metrics undo it.
+        distill: ``(temperature, alpha)`` of knowledge distillation (:mod:`nnsearch.models.distill`): a
+            training batch ``(x, y, teacher_logits)`` is then fitted to both; validation uses ``y`` only.
     """
 
     def __init__(
@@ -41,10 +44,12 @@ class SupervisedModule(HistoryModule):
         n_classes: int = 0,
         epoch_metrics: tuple[str, ...] = (),
         target_scale: tuple[float, float] = (0.0, 1.0),
+        distill: tuple[float, float] | None = None,
     ) -> None:
         super().__init__(net, task, optimizer, scheduler, epoch_metrics=epoch_metrics)
         self.n_classes = n_classes
         self.target_scale = target_scale
+        self.distill = distill
         self._val_outputs: list[torch.Tensor] = []
         self._val_targets: list[torch.Tensor] = []
 
@@ -59,9 +64,13 @@ class SupervisedModule(HistoryModule):
             return F.binary_cross_entropy_with_logits(outputs, y.float())
         return F.mse_loss(outputs, y)
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        x, y = batch
-        loss = self.loss(self(x), y)
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        x, y, *teacher = batch
+        if teacher and self.distill is not None:
+            temperature, alpha = self.distill
+            loss = distillation_loss(self(x), teacher[0], y, temperature=temperature, alpha=alpha, binary=self.task is Task.BINARY)
+        else:
+            loss = self.loss(self(x), y)
         self.add_train_loss(loss, len(y))
         return loss
 

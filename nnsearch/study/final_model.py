@@ -79,6 +79,7 @@ def fit_final(cfg: DictConfig, dev: Any, test: Any | None, *, seed: int, epochs:
     from nnsearch.fit import FitSettings, Job, fit
     from nnsearch.fit.fold import VAL_BATCH, on_device
     from nnsearch.models.build import build_module
+    from nnsearch.models.distill import fold_teacher_logits
 
     # the trials' fit settings (engine included), for the chosen epochs, without early stopping, on one device
     settings = replace(FitSettings.from_config(cfg.trainer), max_epochs=int(epochs), early_stopping=None, devices=1)
@@ -97,7 +98,9 @@ def fit_final(cfg: DictConfig, dev: Any, test: Any | None, *, seed: int, epochs:
         torch.manual_seed(seed)
         module = build_module(cfg, dev, fold, [])
         x_train, y_train, _, _ = on_device(fold, device)
-        batches = TensorBatches(x_train, y_train, int(cfg.data.batch_size), generator=torch.Generator().manual_seed(seed))
+        teacher = fold_teacher_logits(cfg, dev, train_idx)  # distillation: the teacher's logits for the development rows
+        batches = TensorBatches(x_train, y_train, int(cfg.data.batch_size), generator=torch.Generator().manual_seed(seed),
+                                extra=None if teacher is None else teacher.to(device))
         return Job(module, batches, TensorBatches(x_train, y_train, VAL_BATCH), [])  # validated on training rows, never the test rows
 
     module = fit(build, settings).module.cpu()  # scored and logged on the CPU

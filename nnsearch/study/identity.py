@@ -44,13 +44,18 @@ MAY_CHANGE = (
     "hydra",
 )
 
+# blocks whose settings change nothing while their switch is null (distillation without a teacher)
+SWITCHED = {"distill": "distill.teacher"}
+
 
 def settings(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
     """The identity settings of ``cfg``, flattened to dotted keys (values resolved)."""
     tree = OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else dict(cfg)
     flat: dict[str, Any] = {}
     _flatten(tree, "", flat)
-    return {k: v for k, v in flat.items() if not _may_change(k)}
+    idle = [block for block, switch in SWITCHED.items() if flat.get(switch) is None]
+    # a null setting counts as unset, so a key added later with a null default does not stop older studies from resuming
+    return {k: v for k, v in flat.items() if not _may_change(k) and v is not None and not any(k.startswith(b + ".") for b in idle)}
 
 
 def _flatten(node: Any, prefix: str, out: dict[str, Any]) -> None:

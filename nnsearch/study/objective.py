@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 import numpy as np
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from nnsearch.cv.in_turn import InTurn
 from nnsearch.cv.splits import FoldCache
@@ -252,6 +252,10 @@ class Objective:
         measured = {k: v for k, v in trial.user_attrs.items() if k in self.objectives.model_metrics} if state == "COMPLETE" else {}
         tags = {"sampler": self.sampler_name, "pruner": self.pruner_name, "folds": len(self.folds), "seed": seed,
                 "sampler.seed": self.cfg.sampler.get("seed")}
+        for key, tag in (("model.init_from", "init_from"), ("distill.teacher", "distill.teacher")):
+            started_from = OmegaConf.select(trial_cfg, key)
+            if started_from:  # where the trial's weights or soft labels came from
+                tags[tag] = started_from
         if reason:
             tags["reason"] = reason
         resumed = resumed_from(results)

@@ -89,6 +89,7 @@ def prepare(cfg: DictConfig) -> Prepared:
     parallel_folds(cfg, 2, per_fold_pruning=False)  # a bad cv.parallel fails here too
     data = build("data", cfg.data)
     own_code = _own_code(cfg, data)
+    _check_transfer(cfg, data, own_code)
     objectives = resolve_objectives(cfg.study, data.task, logged=own_code.module, targets=getattr(data, "targets", ()))
     if own_code.module:  # a fold scored at its best epoch needs the direction the study resolved
         cfg.study.direction = objectives.directions if objectives.multi else objectives.directions[0]
@@ -119,6 +120,25 @@ def prepare(cfg: DictConfig) -> Prepared:
     return Prepared(data=data, test=test, objectives=objectives, space=space, folds=folds, sampler=sampler, grid=grid, pruner=pruner,
                     epoch_metrics=epoch_metrics, warm_start=warm_start, study=study, cv=cv, fit=fit, tracking=tracking, report=report,
                     own_code=own_code)
+
+
+def _check_transfer(cfg: DictConfig, data: Any, own_code: Any) -> None:
+    """``model.init_from``/``model.freeze`` and ``distill.*`` before any trial: the teacher must load and predict the
+    data's classes. (A source that matches no layer fails in the smoke test, which builds the model.)"""
+    from nnsearch.fit.ddp import world_size
+    from nnsearch.models.distill import DistillSettings, load_teacher
+
+    distill = DistillSettings.from_config(cfg.get("distill"))
+    transfer = bool(OmegaConf.select(cfg, "model.init_from")) or OmegaConf.select(cfg, "model.freeze") not in (None, 0)
+    if own_code and (transfer or distill.enabled):
+        key = "distill.teacher" if distill.enabled else "model.init_from"
+        raise NNSearchError(f"{key} applies to nnsearch's model families on in-memory data, not to your own module or data; "
+                            "load weights or a teacher in your own LightningModule.")
+    if not distill.enabled:
+        return
+    if world_size(cfg) > 1:
+        raise NNSearchError("distill.teacher does not yet train on several devices (trainer.devices > 1); use one device per trial.")
+    load_teacher(str(distill.teacher), OmegaConf.select(cfg, "tracking.uri")).check(data)
 
 
 @dataclass(frozen=True)
