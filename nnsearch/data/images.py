@@ -1,0 +1,350 @@
+"""``data=image_folder``: class sub-folders of image files, read with Pillow, trained through DataLoaders.
+
+The layout is torchvision's ``ImageFolder``: ``DIR/CLASS/.../IMAGE.png``, the classes are the
+sub-folder names in sorted order, files are found recursively in each class folder in sorted
+order, and only files with an image extension count (:data:`IMAGE_EXTENSIONS`, any case). Hidden
+files and folders (``.DS_Store``, ``.ipynb_checkpoints``) are skipped, which ``ImageFolder`` does not do.
+
+Why not ``torchvision.datasets.ImageFolder`` itself: torchvision's wheels are built against one
+exact torch build, and where the two differ (a CPU torch beside a CUDA torchvision, as on the
+machines nnsearch is tested on) importing torchvision fails ("operator torchvision::nms does not
+exist"). Reading a folder is a few lines of Pillow, so nnsearch does not depend on torchvision;
+a torchvision v2 transform still works as a ``data.augment`` entry wherever torchvision imports.
+
+What happens, and where:
+
+- At load (once per study, before any trial): every file's header is read, which fixes the
+  classes, the image size and channels and stops on a file that is not an image or on mixed
+  sizes without ``data.image_size``; then one streaming pass decodes every file once to check it
+  fully and to keep per-image channel sums, from which any fold's normalisation statistics are
+  the sums over the fold's training rows alone. When the decoded set (uint8) fits in
+  ``data.cache_mb`` it is kept from that pass; above it, items are read from disk per item in
+  the DataLoader workers (``data.num_workers``), and memory stays flat as the folder grows.
+- Per fold: batches are normalised with the fold's training statistics; ``data.augment``
+  (transforms by ``_target_``, applied in order) runs on the training batches only. Kornia's
+  augmentations (``kornia.augmentation.RandomHorizontalFlip``...) take a batch and draw
+  parameters per image; a transform of one image (C, H, W) runs per image with
+  ``data.augment_per_image=true`` (a torchvision v2 transform draws once per call).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from nnsearch.data.dataset import Task
+from nnsearch.data.user import UserData, UserFold
+from nnsearch.errors import NNSearchError
+
+log = logging.getLogger("nnsearch")
+KIND = "image_folder"
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")  # torchvision's IMG_EXTENSIONS
+MODES = {1: "L", 3: "RGB", 4: "RGBA"}
+GREY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The files of an image folder: relative paths in ImageFolder's order and their class indices."""
+
+    root: Path
+    classes: tuple[str, ...]
+    files: tuple[str, ...]
+    labels: np.ndarray
+    skipped: int = 0  # files without an image extension
+
+
+def scan(path: Any) -> Layout:
+    """The classes and image files under ``path`` (ImageFolder's rules); bad layouts end in one line."""
+    if path in (None, "", "???"):
+        raise NNSearchError("data.path is not set: name the folder of class sub-folders, e.g. data.path=images/ (images/cat/1.png, images/dog/2.png, ...).")
+    root = Path(str(path)).expanduser()
+    if not root.exists():
+        raise NNSearchError(f"data.path {root} does not exist.")
+    if not root.is_dir():
+        raise NNSearchError(f"data.path {root} is a file; data=image_folder takes a folder of class sub-folders ({root}/CLASS/IMAGE.png).")
+    entries = [e for e in os.scandir(root) if not e.name.startswith(".")]
+    if not entries:
+        raise NNSearchError(f"data.path {root} is empty; it should hold one sub-folder of images per class ({root}/CLASS/IMAGE.png).")
+    classes = tuple(sorted(e.name for e in entries if e.is_dir()))
+    if not classes:
+        raise NNSearchError(f"data.path {root} has no class sub-folders, only {len(entries)} file(s) such as {entries[0].name}: "
+                            f"put each class's images in a sub-folder named after it ({root}/CLASS/IMAGE.png).")
+    files: list[str] = []
+    labels: list[int] = []
+    skipped = 0
+    for label, name in enumerate(classes):
+        found = 0
+        for folder, dirs, names in sorted(os.walk(root / name, followlinks=True)):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            for fname in sorted(n for n in names if not n.startswith(".")):
+                if fname.lower().endswith(IMAGE_EXTENSIONS):
+                    files.append(os.path.relpath(os.path.join(folder, fname), root))
+                    labels.append(label)
+                    found += 1
+                else:
+                    skipped += 1
+        if not found:
+            raise NNSearchError(f"class folder {root / name} has no image files ({', '.join(IMAGE_EXTENSIONS)}); remove it or add its images.")
+    if skipped:
+        log.info("data.path %s: %d file(s) without an image extension skipped", root, skipped)
+    return Layout(root, classes, tuple(files), np.asarray(labels, dtype=np.int64), skipped)
+
+
+def _size_setting(image_size: Any) -> tuple[int, int] | None:
+    """``data.image_size`` as (height, width): an int for squares or [height, width]."""
+    if image_size is None:
+        return None
+    values = [image_size] if isinstance(image_size, int) else list(image_size) if isinstance(image_size, (list, tuple)) else None
+    if not values or len(values) > 2 or not all(isinstance(v, int) and v > 0 for v in values):
+        raise NNSearchError(f"data.image_size must be a positive int or [height, width], got {image_size!r}.")
+    return (values[0], values[-1])
+
+
+def read_headers(layout: Layout, image_size: Any, channels: Any) -> tuple[tuple[int, int], int]:
+    """The (height, width) and channels every image is read at: from the settings, else from the files' headers.
+
+    Only headers are read (Pillow's ``open`` is lazy). Mixed sizes need ``data.image_size``;
+    channels default to 1 when every file is greyscale, else 3 (RGB).
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    size = _size_setting(image_size)
+    if channels is not None and channels not in MODES:
+        raise NNSearchError(f"data.channels must be one of {', '.join(map(str, MODES))} (or null to infer), got {channels!r}.")
+    seen: dict[tuple[int, int], str] = {}
+    grey = True
+    for rel in layout.files:
+        try:
+            with Image.open(layout.root / rel) as image:
+                width, height = image.size
+                grey = grey and image.mode in GREY_MODES
+        except (UnidentifiedImageError, OSError) as err:
+            raise NNSearchError(f"{layout.root / rel} is not an image Pillow can read ({type(err).__name__}); remove it or replace it.") from None
+        if size is None and (height, width) not in seen:
+            seen[(height, width)] = rel
+            if len(seen) > 1:
+                (h0, w0), first = next(iter(seen.items()))
+                raise NNSearchError(f"images of data.path {layout.root} differ in size ({first} is {h0}x{w0}, {rel} is {height}x{width}): "
+                                    f"set data.image_size=N (or [height,width]) to resize them all.")
+    return size or next(iter(seen)), int(channels) if channels is not None else (1 if grey else 3)
+
+
+def read_image(path: Path, size: tuple[int, int], mode: str) -> np.ndarray:
+    """One image as uint8 (height, width, channels), converted to ``mode`` and resized to ``size`` when it differs."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image = image.convert(mode)
+        if image.size != (size[1], size[0]):
+            image = image.resize((size[1], size[0]), Image.BILINEAR)
+        array = np.asarray(image, dtype=np.uint8)
+    return array.reshape(size[0], size[1], -1)
+
+
+def to_tensor(pixels: np.ndarray) -> torch.Tensor:
+    """uint8 (H, W, C) -> float (C, H, W) in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).float().div_(255.0)
+
+
+class ImageFiles(torch.utils.data.Dataset):
+    """Items ``(float image (C, H, W) in [0, 1], class index)``: from the in-memory uint8 cache, else read from disk."""
+
+    def __init__(self, root: Path, files: tuple[str, ...], labels: np.ndarray, size: tuple[int, int], channels: int,
+                 pixels: np.ndarray | None = None) -> None:
+        self.root, self.files, self.labels, self.size, self.mode, self.pixels = root, files, labels, size, MODES[channels], pixels
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    @property
+    def targets(self) -> list[int]:
+        return self.labels.tolist()
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        pixels = self.pixels[index] if self.pixels is not None else read_image(self.root / self.files[index], self.size, self.mode)
+        return to_tensor(pixels), int(self.labels[index])
+
+
+class _Decoded(torch.utils.data.Dataset):
+    """The load pass's items: (uint8 pixels, per-channel sums and sums of squares in [0, 1] units), or an error line."""
+
+    def __init__(self, files: ImageFiles) -> None:
+        self.files = files
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray | None, np.ndarray | None, str]:
+        try:
+            pixels = read_image(self.files.root / self.files.files[index], self.files.size, self.files.mode)
+        except (OSError, ValueError) as err:
+            return None, None, f"{self.files.root / self.files.files[index]} cannot be decoded ({type(err).__name__}: {err}); remove it or replace it."
+        values = pixels.reshape(-1, pixels.shape[-1]).astype(np.float64) / 255.0
+        return pixels, np.stack([values.sum(0), np.square(values).sum(0)]), ""
+
+
+def decode_all(files: ImageFiles, *, cache: bool, workers: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """One streaming pass over every file: per-image channel sums (n, 2, C), and the uint8 pixels when ``cache``."""
+    from torch.utils.data import DataLoader
+
+    n, (h, w), c = len(files), files.size, len(files.mode)
+    sums = np.zeros((n, 2, c))
+    pixels = np.empty((n, h, w, c), dtype=np.uint8) if cache else None
+    loader = DataLoader(_Decoded(files), batch_size=256, num_workers=workers, collate_fn=list)
+    start = 0
+    for batch in loader:
+        for offset, (image, stats, error) in enumerate(batch):
+            if error:
+                raise NNSearchError(error)
+            sums[start + offset] = stats
+            if pixels is not None:
+                pixels[start + offset] = image
+        start += len(batch)
+    return sums, pixels
+
+
+def channel_stats(sums: np.ndarray, pixels_per_image: int, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std over the images ``rows`` (a fold's training rows), shaped (C, 1, 1) for broadcasting."""
+    total = sums[rows].sum(0)  # (2, C)
+    count = pixels_per_image * len(rows)
+    mean = total[0] / count
+    std = np.sqrt(np.maximum(total[1] / count - mean**2, 0.0))
+    std = np.where(std > 1e-6, std, 1.0)  # a constant channel is centred, not divided by zero
+    shape = (-1, 1, 1)
+    return torch.tensor(mean, dtype=torch.float32).reshape(shape), torch.tensor(std, dtype=torch.float32).reshape(shape)
+
+
+class ImageBatches:
+    """The collate function of one fold's loader: stack the items, augment (training only), normalise.
+
+    It runs in the DataLoader's workers when there are some, so augmentation is spread over them.
+    """
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor, augment: list[Any] | None = None, *, per_image: bool = False) -> None:
+        self.mean, self.std, self.augment, self.per_image = mean, std, augment or [], per_image
+
+    def _augmented(self, x: torch.Tensor) -> torch.Tensor:
+        for transform in self.augment:
+            out = transform(x)
+            x = out.reshape(x.shape) if out.ndim == x.ndim + 1 and out.shape[0] == 1 else out  # kornia returns (1, C, H, W) for one image
+        return x
+
+    def __call__(self, items: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        images = [x for x, _ in items]
+        if self.augment and self.per_image:
+            images = [self._augmented(x) for x in images]
+        x = torch.stack(images)
+        if self.augment and not self.per_image:
+            x = self._augmented(x)
+        return (x - self.mean) / self.std, torch.tensor([y for _, y in items], dtype=torch.long)
+
+
+class Normalized(torch.nn.Module):
+    """A trained module with its training rows' normalisation in front: raw images in [0, 1] in (the final model's input)."""
+
+    def __init__(self, module: torch.nn.Module, mean: torch.Tensor, std: torch.Tensor) -> None:
+        super().__init__()
+        self.module = module
+        self.register_buffer("mean", mean)
+        self.register_buffer("std", std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module((x - self.mean) / self.std)
+
+
+@dataclass(frozen=True)
+class ImageFolderData(UserData):
+    """A folder of class sub-folders: the rows are file numbers, the labels the class folders (``UserData``'s folds and loaders)."""
+
+    files: tuple[str, ...] = ()
+    labels: np.ndarray | None = None  # class index of every file by row number, whichever rows a split holds
+    sums: np.ndarray | None = None  # per-image channel sums (n, 2, C) of the load pass, indexed by row number
+    pixels: np.ndarray | None = None  # the uint8 cache (n, H, W, C), or None: read from disk
+
+    def describe(self) -> str:
+        c, h, w = self.input_shape
+        where = "cached in memory" if self.pixels is not None else "read from disk per batch"
+        return f"{self.name}: {len(self.rows)} images {c}x{h}x{w} in {len(self.classes)} class folders of {self.source['path']}, {where}"
+
+    def fingerprint(self) -> tuple[np.ndarray, np.ndarray]:
+        """Row numbers with a digest of each file's path and size: a changed folder changes the study's data digest."""
+        root = Path(str(self.source["path"]))
+        marks = [int.from_bytes(hashlib.sha256(f"{rel}:{(root / rel).stat().st_size}".encode()).digest()[:7], "little") for rel in self.files]
+        return np.stack([self.rows, np.asarray(marks, dtype=np.int64)[self.rows]], axis=1), self.y
+
+    def dataset(self) -> ImageFiles:
+        c, h, w = self.input_shape
+        return ImageFiles(Path(str(self.source["path"])), self.files, self.labels, (h, w), c, self.pixels)
+
+    def normaliser(self, train_rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel mean and std of the training rows' images only (validation rows never enter)."""
+        c, h, w = self.input_shape
+        return channel_stats(self.sums, h * w, np.asarray(train_rows))
+
+    def augmentation(self) -> list[Any]:
+        """Fresh transforms of ``data.augment`` (name -> ``_target_`` node), in order."""
+        from nnsearch.config.building import instantiate_node
+
+        nodes = self.source.get("augment") or {}
+        return [instantiate_node(f"data.augment.{name}", node) for name, node in nodes.items() if node]
+
+    def loaders(self, fold: UserFold, *, seed: int, pin_memory: bool = False) -> tuple[Any, Any]:
+        """(train, validation) loaders of ``fold``: both normalised with the training rows' statistics, only training augmented."""
+        from torch.utils.data import DataLoader, Subset
+
+        mean, std = self.normaliser(fold.train_rows)
+        workers = int(self.source.get("num_workers") or 0)
+        common = dict(batch_size=int(self.source.get("batch_size") or 64), num_workers=workers, pin_memory=pin_memory, persistent_workers=workers > 0)
+        dataset = self.dataset()
+        train_batches = ImageBatches(mean, std, self.augmentation(), per_image=bool(self.source.get("augment_per_image")))
+        train = DataLoader(Subset(dataset, fold.train_rows.tolist()), shuffle=True, generator=torch.Generator().manual_seed(seed),
+                           collate_fn=train_batches, **common)
+        val = DataLoader(Subset(dataset, fold.val_rows.tolist()), shuffle=False, collate_fn=ImageBatches(mean, std), **common)
+        return train, val
+
+    def inference_module(self, module: torch.nn.Module, train_rows: np.ndarray) -> torch.nn.Module:
+        """The final model as logged: raw images in [0, 1] in, normalised with the statistics it trained with."""
+        mean, std = self.normaliser(train_rows)
+        return Normalized(module, mean, std)
+
+
+def load_image_folder(**settings: Any) -> ImageFolderData:
+    """``data=image_folder``: scan ``data.path``, check every file, keep per-image statistics (and the cache when small)."""
+    from omegaconf import OmegaConf
+
+    source = {k: (OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v) for k, v in settings.items()}
+    layout = scan(source.get("path"))
+    (h, w), channels = read_headers(layout, source.get("image_size"), source.get("channels"))
+    limit_mb = float(source.get("cache_mb") if source.get("cache_mb") is not None else 256)
+    cache = len(layout.files) * h * w * channels <= limit_mb * 2**20
+    files = ImageFiles(layout.root, layout.files, layout.labels, (h, w), channels)
+    sums, pixels = decode_all(files, cache=cache, workers=int(source.get("num_workers") or 0))
+    data = ImageFolderData(name=str(source.get("name") or KIND), kind=KIND, source=source, task=Task.BINARY if len(layout.classes) == 2 else Task.MULTICLASS,
+                           rows=np.arange(len(layout.files)), y=layout.labels, classes=layout.classes, input_shape=(channels, h, w),
+                           files=layout.files, labels=layout.labels, sums=sums, pixels=pixels)
+    if len(layout.classes) < 2:
+        raise NNSearchError(f"data.path {layout.root} has one class folder ({layout.classes[0]}); a classifier needs at least two.")
+    _check_augment(data)
+    return data
+
+
+def _check_augment(data: ImageFolderData) -> None:
+    """Augmentations must keep the image shape: the network is built for the validation images' shape."""
+    x, _ = data.dataset()[0]
+    batch = ImageBatches(torch.zeros(1, 1, 1), torch.ones(1, 1, 1), data.augmentation(), per_image=bool(data.source.get("augment_per_image")))
+    try:
+        out, _ = batch([(x, 0), (x, 0)])
+    except Exception as err:  # noqa: BLE001 - the user's transform may raise anything; it is stated in one line
+        raise NNSearchError(f"data.augment fails on a batch of two images {tuple(x.shape)}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from None
+    if tuple(out.shape[1:]) != tuple(x.shape):
+        raise NNSearchError(f"data.augment changes the image shape {tuple(x.shape)} to {tuple(out.shape[1:])}: augmentations must keep the size "
+                            "(e.g. kornia.augmentation.RandomCrop with size equal to data.image_size and padding).")
+
