@@ -8,6 +8,8 @@
   child run of the study's parent run. Seed 0 is the trial's own, so its CV score repeats the trial.
 - ``final``: retrain the chosen configuration and log the MLflow model again (e.g. with
   ``final.register_name=NAME`` to register it).
+- ``make_example_data``: write the example image folder of an image-folder study at its
+  ``data.path`` (needs no study yet).
 
 The study is found by ``study.name`` and ``study.storage`` as given on the command line. Its
 configuration comes from the study itself (stored when the study ran), so the trials' settings
@@ -183,4 +185,24 @@ def final(cfg: DictConfig) -> None:
     print("\n".join(final_model(ran, tracker, record, p, ranking, {}, again=True)), flush=True)
 
 
-COMMANDS: dict[str, Callable[[DictConfig], None]] = {"leaderboard": show_leaderboard, "export": export, "seeds": seeds, "final": final}
+EXAMPLE_IMAGES_PER_CLASS, EXAMPLE_IMAGE_SIZE = 300, 24
+
+
+def make_example_data(cfg: DictConfig) -> None:
+    """Write the example image folder (coloured shapes, :mod:`nnsearch.data.example_images`) at ``data.path`` of an image-folder study."""
+    from pathlib import Path
+
+    from nnsearch.data.example_images import SHAPES, write_shapes
+
+    if not str(cfg.data.get("_target_", "")).endswith("load_image_folder"):
+        raise NNSearchError("command=make_example_data writes an image folder: use it with data=image_folder (e.g. +study=shapes_cnn).")
+    path = OmegaConf.select(cfg, "data.path", default=None)
+    if path in (None, "???", ""):
+        raise NNSearchError("command=make_example_data needs data.path, the folder to write.")
+    root = write_shapes(Path(str(path)), per_class=EXAMPLE_IMAGES_PER_CLASS, size=EXAMPLE_IMAGE_SIZE)
+    print(f"Example images: {len(SHAPES)} x {EXAMPLE_IMAGES_PER_CLASS} PNG files {EXAMPLE_IMAGE_SIZE}x{EXAMPLE_IMAGE_SIZE} "
+          f"in {root.resolve()}/{{{','.join(SHAPES)}}}", flush=True)
+
+
+COMMANDS: dict[str, Callable[[DictConfig], None]] = {"leaderboard": show_leaderboard, "export": export, "seeds": seeds, "final": final,
+                                                     "make_example_data": make_example_data}
