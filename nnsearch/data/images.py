@@ -145,7 +145,7 @@ def read_image(path: Path, size: tuple[int, int], mode: str) -> np.ndarray:
         image = image.convert(mode)
         if image.size != (size[1], size[0]):
             image = image.resize((size[1], size[0]), Image.BILINEAR)
-        array = np.asarray(image, dtype=np.uint8)
+        array = np.array(image, dtype=np.uint8)  # a writable copy, as torch.from_numpy wants
     return array.reshape(size[0], size[1], -1)
 
 
