@@ -25,7 +25,7 @@ def draw_shape(shape: str, size: int, rng: np.random.Generator) -> np.ndarray:
         colour = rng.integers(0, 256, 3)
     image = Image.new("RGB", (size, size), tuple(int(v) for v in background))
     draw = ImageDraw.Draw(image)
-    radius = rng.uniform(0.2, 0.4) * size
+    radius = rng.uniform(0.25, 0.45) * size
     cx, cy = rng.uniform(radius, size - radius, 2)
     fill = tuple(int(v) for v in colour)
     if shape == "circle":
@@ -36,7 +36,7 @@ def draw_shape(shape: str, size: int, rng: np.random.Generator) -> np.ndarray:
         angle = rng.uniform(0, 2 * np.pi)
         points = [(cx + radius * np.cos(angle + k * 2 * np.pi / 3), cy + radius * np.sin(angle + k * 2 * np.pi / 3)) for k in range(3)]
         draw.polygon(points, fill=fill)
-    noisy = np.asarray(image, dtype=np.int16) + rng.normal(0, 20, (size, size, 3)).astype(np.int16)
+    noisy = np.asarray(image, dtype=np.int16) + rng.normal(0, 12, (size, size, 3)).astype(np.int16)
     return np.clip(noisy, 0, 255).astype(np.uint8)
 
 
