@@ -185,7 +185,7 @@ def final(cfg: DictConfig) -> None:
     print("\n".join(final_model(ran, tracker, record, p, ranking, {}, again=True)), flush=True)
 
 
-EXAMPLE_IMAGES_PER_CLASS, EXAMPLE_IMAGE_SIZE = 300, 24
+EXAMPLE_IMAGES_PER_CLASS, EXAMPLE_IMAGE_SIZE = 500, 24
 
 
 def make_example_data(cfg: DictConfig) -> None:
