@@ -67,7 +67,7 @@ def scan(path: Any) -> Layout:
         raise NNSearchError("data.path is not set: name the folder of class sub-folders, e.g. data.path=images/ (images/cat/1.png, images/dog/2.png, ...).")
     root = Path(str(path)).expanduser()
     if not root.exists():
-        raise NNSearchError(f"data.path {root} does not exist.")
+        raise NNSearchError(f"data.path {root} does not exist (a shipped image-folder study writes its example folder with command=make_example_data).")
     if not root.is_dir():
         raise NNSearchError(f"data.path {root} is a file; data=image_folder takes a folder of class sub-folders ({root}/CLASS/IMAGE.png).")
     entries = [e for e in os.scandir(root) if not e.name.startswith(".")]

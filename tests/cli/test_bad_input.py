@@ -278,15 +278,18 @@ def test_a_study_without_a_search_space_runs_one_trial_and_says_why(run_cli, tmp
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "studies").glob("*.yaml")))
-def test_every_shipped_study_passes_the_smoke_test(name, tmp_path, monkeypatch):
+def test_every_shipped_study_passes_the_smoke_test(name, tmp_path, tmp_path_factory, monkeypatch):
     """Each parameter at its bounds builds and trains one step (the GAN: builds, without the step)."""
     from conftest import compose
 
+    from nnsearch.data.example_images import write_shapes
     from nnsearch.study.session import prepare
     from nnsearch.study.smoke import probes
 
     monkeypatch.chdir(tmp_path)
-    p = prepare(compose([f"+study={name}"]))
+    # an image-folder study's folder is written by command=make_example_data: here a small one, outside the run folder
+    images = [f"data.path={write_shapes(tmp_path_factory.mktemp('images'), per_class=12)}"] if name == "shapes_cnn" else []
+    p = prepare(compose([f"+study={name}", *images]))
     assert len(probes(p.space)) > len(p.space)  # the base config and at least one value per parameter
     assert not list(tmp_path.iterdir())
 
