@@ -178,6 +178,24 @@ def test_the_final_model_takes_raw_images_and_normalises_them_as_in_training(tmp
     assert torch.allclose(seen[0], (data.dataset()[0][0][None] - mean) / std)
 
 
+@pytest.mark.slow  # imports Lightning (~5 s)
+def test_a_fold_fed_by_a_loader_is_scored_batch_by_batch_as_on_all_its_rows_at_once(tmp_path):
+    from nnsearch.data.dataset import Task
+    from nnsearch.fit.fold import FoldResult, evaluate_batches
+    from nnsearch.models.cnn import CNN
+    from nnsearch.models.module import SupervisedModule
+
+    write_folder(tmp_path, classes=("a", "b", "c"))
+    data = load_image_folder(path=str(tmp_path), batch_size=7)
+    _, (_, val_loader) = folds_of(data, range(0, 60, 2), range(1, 60, 2))
+    torch.manual_seed(0)
+    module = SupervisedModule(CNN((3, 8, 8), 3, channels=4, n_blocks=1), Task.MULTICLASS, torch.optim.Adam, None, n_classes=3)
+    streamed = evaluate_batches(module, FoldResult(0, history=[{}]), val_loader, keep_predictions=True)
+    x, y = (torch.cat(parts) for parts in zip(*val_loader))
+    assert streamed.metrics == pytest.approx(module.evaluate(x, y))
+    assert streamed.predictions.targets.tolist() == y.tolist() and streamed.predictions.outputs.shape == (30, 3)
+
+
 # -- end to end: the CLI on a generated folder -----------------------------------------------------
 
 
@@ -213,3 +231,15 @@ def test_a_bad_image_folder_ends_in_one_line_and_exit_2_before_any_trial(tmp_pat
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == ["nnsearch: error: pictures/cat/oops.png is not an image Pillow can read (UnidentifiedImageError); remove it or replace it."]
     assert not (tmp_path / "optuna.journal").exists()
+
+
+@pytest.mark.slow
+def test_the_shipped_image_study_runs_on_the_folder_its_command_writes(tmp_path):
+    written = cli(["+study=shapes_cnn", "command=make_example_data"], tmp_path)
+    assert written.returncode == 0, written.stderr[-2000:]
+    assert sorted(p.name for p in (tmp_path / "shapes").iterdir()) == ["circle", "square", "triangle"]
+    assert len(list((tmp_path / "shapes").glob("*/*.png"))) == 1500
+    done = cli(["+study=shapes_cnn", "study.n_trials=1", "cv.folds=2", "trainer.max_epochs=1", "final.retrain=false", "report.progress=off",
+                "report.study_plots=false", "tracking.trial_plots=none", "cv.parallel=1"], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert [t.state for t in load_study(tmp_path, "shapes_cnn").trials] == [TrialState.COMPLETE]
