@@ -185,23 +185,19 @@ def final(cfg: DictConfig) -> None:
     print("\n".join(final_model(ran, tracker, record, p, ranking, {}, again=True)), flush=True)
 
 
-EXAMPLE_IMAGES_PER_CLASS, EXAMPLE_IMAGE_SIZE = 500, 24
-
-
 def make_example_data(cfg: DictConfig) -> None:
-    """Write the example image folder (coloured shapes, :mod:`nnsearch.data.example_images`) at ``data.path`` of an image-folder study."""
+    """Write the example image folder (scikit-learn's digits as PNG files) at ``data.path`` of an image-folder study."""
     from pathlib import Path
 
-    from nnsearch.data.example_images import SHAPES, write_shapes
+    from nnsearch.data.example_images import write_digits
 
     if not str(cfg.data.get("_target_", "")).endswith("load_image_folder"):
-        raise NNSearchError("command=make_example_data writes an image folder: use it with data=image_folder (e.g. +study=shapes_cnn).")
+        raise NNSearchError("command=make_example_data writes an image folder: use it with data=image_folder (e.g. +study=digits_folder_cnn).")
     path = OmegaConf.select(cfg, "data.path", default=None)
     if path in (None, "???", ""):
         raise NNSearchError("command=make_example_data needs data.path, the folder to write.")
-    root = write_shapes(Path(str(path)), per_class=EXAMPLE_IMAGES_PER_CLASS, size=EXAMPLE_IMAGE_SIZE)
-    print(f"Example images: {len(SHAPES)} x {EXAMPLE_IMAGES_PER_CLASS} PNG files {EXAMPLE_IMAGE_SIZE}x{EXAMPLE_IMAGE_SIZE} "
-          f"in {root.resolve()}/{{{','.join(SHAPES)}}}", flush=True)
+    root = write_digits(Path(str(path)))
+    print(f"Example images: scikit-learn's 1797 digits as 8x8 PNG files in {root.resolve()}/0..9", flush=True)
 
 
 COMMANDS: dict[str, Callable[[DictConfig], None]] = {"leaderboard": show_leaderboard, "export": export, "seeds": seeds, "final": final,

@@ -1,10 +1,10 @@
-"""Example image folders generated on this machine (no download): coloured shapes in class sub-folders.
+"""Example image folders made on this machine (no download), in class sub-folders.
 
-``python -m nnsearch +study=shapes_cnn command=make_example_data`` writes the shipped study's
-folder (``data.path``); the tests and the memory benchmark write folders of any size. Each image
-is one filled circle, square or triangle (the class) of random colour, size and place on a random
-background, with pixel noise: a task a small CNN learns well but not trivially, and on which flips,
-small rotations and padded crops are label-preserving augmentations.
+- :func:`write_digits`: scikit-learn's bundled 8x8 digits (1797) as PNG files, the shipped
+  ``digits_folder_cnn`` study's folder (``python -m nnsearch +study=digits_folder_cnn command=make_example_data``).
+- :func:`write_shapes`: generated images of any number and size, for tests and the memory
+  benchmark: one filled circle, square or triangle (the class) of random colour, size and place on a
+  random background, with pixel noise.
 """
 
 from __future__ import annotations
@@ -54,4 +54,19 @@ def write_shapes(root: str | Path, *, per_class: int, size: int = 24, seed: int 
             image = draw_shape(shape, size, rng)  # drawn even when kept, so the n-th image is the same however far a run got
             if not path.exists():
                 Image.fromarray(image).save(path)
+    return root
+
+
+def write_digits(root: str | Path) -> Path:
+    """scikit-learn's 1797 digits as ``root/<digit>/<n>.png`` (8x8 greyscale); files already there are kept."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    root = Path(root)
+    digits = load_digits()
+    for n, (image, label) in enumerate(zip(digits.images, digits.target, strict=True)):
+        folder = root / str(label)
+        folder.mkdir(parents=True, exist_ok=True)
+        if not (folder / f"{n:04d}.png").exists():
+            Image.fromarray((image * 255 / 16).astype(np.uint8), "L").save(folder / f"{n:04d}.png")
     return root

@@ -18,8 +18,10 @@ What happens, and where:
   sizes without ``data.image_size``; then one streaming pass decodes every file once to check it
   fully and to keep per-image channel sums, from which any fold's normalisation statistics are
   the sums over the fold's training rows alone. When the decoded set (uint8) fits in
-  ``data.cache_mb`` it is kept from that pass; above it, items are read from disk per item in
-  the DataLoader workers (``data.num_workers``), and memory stays flat as the folder grows.
+  ``data.cache_mb`` (default 256 MB, per training process) it is kept from that pass; above it,
+  items are read from disk per item in the DataLoader workers (``data.num_workers``), and memory
+  stays flat as the folder grows. The line: an epoch over 3000 cached 24x24 PNGs took 0.45 ms per
+  image, read from disk 3.8 ms (no workers, a loaded 2-core machine), so a set that fits is cached.
 - Per fold: batches are normalised with the fold's training statistics; ``data.augment``
   (transforms by ``_target_``, applied in order) runs on the training batches only. Kornia's
   augmentations (``kornia.augmentation.RandomHorizontalFlip``...) take a batch and draw
@@ -322,6 +324,8 @@ def load_image_folder(**settings: Any) -> ImageFolderData:
 
     source = {k: (OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v) for k, v in settings.items()}
     layout = scan(source.get("path"))
+    if len(layout.classes) < 2:
+        raise NNSearchError(f"data.path {layout.root} has one class folder ({layout.classes[0]}); a classifier needs at least two.")
     (h, w), channels = read_headers(layout, source.get("image_size"), source.get("channels"))
     limit_mb = float(source.get("cache_mb") if source.get("cache_mb") is not None else 256)
     cache = len(layout.files) * h * w * channels <= limit_mb * 2**20
@@ -330,8 +334,6 @@ def load_image_folder(**settings: Any) -> ImageFolderData:
     data = ImageFolderData(name=str(source.get("name") or KIND), kind=KIND, source=source, task=Task.BINARY if len(layout.classes) == 2 else Task.MULTICLASS,
                            rows=np.arange(len(layout.files)), y=layout.labels, classes=layout.classes, input_shape=(channels, h, w),
                            files=layout.files, labels=layout.labels, sums=sums, pixels=pixels)
-    if len(layout.classes) < 2:
-        raise NNSearchError(f"data.path {layout.root} has one class folder ({layout.classes[0]}); a classifier needs at least two.")
     _check_augment(data)
     return data
 

@@ -288,7 +288,7 @@ def test_every_shipped_study_passes_the_smoke_test(name, tmp_path, tmp_path_fact
 
     monkeypatch.chdir(tmp_path)
     # an image-folder study's folder is written by command=make_example_data: here a small one, outside the run folder
-    images = [f"data.path={write_shapes(tmp_path_factory.mktemp('images'), per_class=12)}"] if name == "shapes_cnn" else []
+    images = [f"data.path={write_shapes(tmp_path_factory.mktemp('images'), per_class=12, size=8)}"] if name == "digits_folder_cnn" else []
     p = prepare(compose([f"+study={name}", *images]))
     assert len(probes(p.space)) > len(p.space)  # the base config and at least one value per parameter
     assert not list(tmp_path.iterdir())

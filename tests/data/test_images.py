@@ -235,11 +235,11 @@ def test_a_bad_image_folder_ends_in_one_line_and_exit_2_before_any_trial(tmp_pat
 
 @pytest.mark.slow
 def test_the_shipped_image_study_runs_on_the_folder_its_command_writes(tmp_path):
-    written = cli(["+study=shapes_cnn", "command=make_example_data"], tmp_path)
+    written = cli(["+study=digits_folder_cnn", "command=make_example_data"], tmp_path)
     assert written.returncode == 0, written.stderr[-2000:]
-    assert sorted(p.name for p in (tmp_path / "shapes").iterdir()) == ["circle", "square", "triangle"]
-    assert len(list((tmp_path / "shapes").glob("*/*.png"))) == 1500
-    done = cli(["+study=shapes_cnn", "study.n_trials=1", "cv.folds=2", "trainer.max_epochs=1", "final.retrain=false", "report.progress=off",
+    assert sorted(p.name for p in (tmp_path / "digits").iterdir()) == [str(d) for d in range(10)]
+    assert len(list((tmp_path / "digits").glob("*/*.png"))) == 1797
+    done = cli(["+study=digits_folder_cnn", "study.n_trials=1", "cv.folds=2", "trainer.max_epochs=1", "final.retrain=false", "report.progress=off",
                 "report.study_plots=false", "tracking.trial_plots=none", "cv.parallel=1"], tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert [t.state for t in load_study(tmp_path, "shapes_cnn").trials] == [TrialState.COMPLETE]
+    assert [t.state for t in load_study(tmp_path, "digits_folder_cnn").trials] == [TrialState.COMPLETE]
