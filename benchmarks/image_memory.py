@@ -1,9 +1,11 @@
 """Peak memory of the same image-folder study over two folder sizes: memory should stay flat as the folder grows.
 
-    python benchmarks/image_memory.py [--sizes 10000 40000] [--image-size 24] [--workers 2] [--parallel 2]
+    python benchmarks/image_memory.py [--sizes 10000 40000] [--distinct 3000] [--image-size 24] [--workers 2] [--parallel 2]
 
-For each size it writes a folder of generated shape PNGs (nnsearch.data.example_images, 3 classes)
-into a temporary directory, then runs one study through the real CLI: a small CNN, one trial,
+It writes ``--distinct`` generated shape PNGs (nnsearch.data.example_images, 3 classes) once;
+each size's folder holds that many files, hard links that cycle through those images under new names
+(the pipeline reads every path, so memory sees a folder of that size; writing 40k PNGs on a busy
+2-core machine took longer than the study). For each size it runs one study through the real CLI: a small CNN, one trial,
 2 folds side by side, one epoch, the images read from disk per batch by DataLoader workers
 (``data.cache_mb=0``: both sizes above the cache line). While it runs, the memory of the whole
 process tree (the command, its fold processes and their DataLoader workers) is sampled every 0.2 s:
@@ -48,13 +50,20 @@ def sample_tree(pid: int, peaks: dict[str, float], done: threading.Event) -> Non
         done.wait(0.2)
 
 
-def run(size: int, args: argparse.Namespace) -> dict[str, float]:
-    sys.path.insert(0, str(REPO))
-    from nnsearch.data.example_images import SHAPES, write_shapes
+def linked_folder(source: Path, target: Path, size: int) -> None:
+    """``target/CLASS/NNNNNN.png``: ``size`` hard links cycling through each class's files of ``source``."""
+    classes = sorted(p.name for p in source.iterdir())
+    for name in classes:
+        files = sorted((source / name).iterdir())
+        (target / name).mkdir(parents=True)
+        for n in range(size // len(classes)):
+            (target / name / f"{n:06d}.png").hardlink_to(files[n % len(files)])
 
-    with tempfile.TemporaryDirectory() as tmp:
+
+def run(size: int, images: Path, args: argparse.Namespace) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(dir=images.parent) as tmp:
         started = time.perf_counter()
-        write_shapes(Path(tmp) / "images", per_class=size // len(SHAPES), size=args.image_size)
+        linked_folder(images, Path(tmp) / "images", size)
         written = time.perf_counter() - started
         command = [
             sys.executable, "-m", "nnsearch", "data=image_folder", "data.path=images", "model=cnn", "model.channels=8", "model.n_blocks=2",
@@ -81,11 +90,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs=2, default=[10000, 40000])
     parser.add_argument("--image-size", type=int, default=24)
+    parser.add_argument("--distinct", type=int, default=3000, help="distinct images written; the folders link to them")
     parser.add_argument("--workers", type=int, default=2, help="data.num_workers")
     parser.add_argument("--parallel", type=int, default=2, help="cv.parallel")
     args = parser.parse_args()
-    rows = [run(size, args) for size in args.sizes]
-    print(f"{'images':>8} {'write s':>8} {'study s':>8} {'peak PSS MiB (tree)':>20} {'peak RSS MiB (largest process)':>31}")
+    sys.path.insert(0, str(REPO))
+    from nnsearch.data.example_images import SHAPES, write_shapes
+
+    with tempfile.TemporaryDirectory() as tmp:
+        images = write_shapes(Path(tmp) / "base", per_class=args.distinct // len(SHAPES), size=args.image_size)
+        rows = [run(size, images, args) for size in args.sizes]
+    print(f"{'images':>8} {'link s':>8} {'study s':>8} {'peak PSS MiB (tree)':>20} {'peak RSS MiB (largest process)':>31}")
     for row in rows:
         print(f"{row['images']:>8} {row['write_s']:>8.1f} {row['study_s']:>8.1f} {row['pss_mib']:>20.0f} {row['largest_rss_mib']:>31.0f}")
     small, large = rows
