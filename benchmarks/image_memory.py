@@ -77,7 +77,7 @@ def run(size: int, images: Path, args: argparse.Namespace) -> dict[str, float]:
         process = subprocess.Popen(command, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         sampler = threading.Thread(target=sample_tree, args=(process.pid, peaks, done), daemon=True)
         sampler.start()
-        out, err = process.communicate()
+        _, err = process.communicate()
         wall = time.perf_counter() - started
         done.set()
         sampler.join()
