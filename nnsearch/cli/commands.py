@@ -8,6 +8,8 @@
   child run of the study's parent run. Seed 0 is the trial's own, so its CV score repeats the trial.
 - ``final``: retrain the chosen configuration and log the MLflow model again (e.g. with
   ``final.register_name=NAME`` to register it).
+- ``make_example_data``: write the example image folder of an image-folder study at its
+  ``data.path`` (needs no study yet).
 
 The study is found by ``study.name`` and ``study.storage`` as given on the command line. Its
 configuration comes from the study itself (stored when the study ran), so the trials' settings
@@ -185,4 +187,20 @@ def final(cfg: DictConfig) -> None:
     print("\n".join(final_model(ran, tracker, record, p, ranking, {}, again=True)), flush=True)
 
 
-COMMANDS: dict[str, Callable[[DictConfig], None]] = {"leaderboard": show_leaderboard, "export": export, "seeds": seeds, "final": final}
+def make_example_data(cfg: DictConfig) -> None:
+    """Write the example image folder (scikit-learn's digits as PNG files) at ``data.path`` of an image-folder study."""
+    from pathlib import Path
+
+    from nnsearch.data.example_images import write_digits
+
+    if not str(cfg.data.get("_target_", "")).endswith("load_image_folder"):
+        raise NNSearchError("command=make_example_data writes an image folder: use it with data=image_folder (e.g. +study=digits_folder_cnn).")
+    path = OmegaConf.select(cfg, "data.path", default=None)
+    if path in (None, "???", ""):
+        raise NNSearchError("command=make_example_data needs data.path, the folder to write.")
+    root = write_digits(Path(str(path)))
+    print(f"Example images: scikit-learn's 1797 digits as 8x8 PNG files in {root.resolve()}/0..9", flush=True)
+
+
+COMMANDS: dict[str, Callable[[DictConfig], None]] = {"leaderboard": show_leaderboard, "export": export, "seeds": seeds, "final": final,
+                                                     "make_example_data": make_example_data}

@@ -280,6 +280,8 @@ def fit_one_fold(cfg: DictConfig, data: Any, fold: Any, settings: FitSettings, *
         result.metrics = fold_scores(result.history, str(metrics[0]), pick=str(cfg.cv.get("fold_score", "last")), direction=str(direction))
         result.metrics.update(standard_metrics(module, job.val, data))
         return module, result
+    if own_data and hasattr(job.module, "evaluate_outputs"):
+        return job.module, evaluate_batches(job.module, result, job.val, keep_predictions=wants_predictions(cfg))
     x_val, y_val = _gathered(job.val)  # in-memory rows stay on the fit's device
     device = job.module.device if rank is not None else x_val.device
     return job.module, evaluate(job.module, result, x_val.to(device), y_val.to(device), device=device, keep_predictions=wants_predictions(cfg))
@@ -339,6 +341,24 @@ def evaluate(module: Any, result: FoldResult, x_val: torch.Tensor, y_val: torch.
     result.metrics = module.evaluate(x_val, y_val)
     if keep_predictions and isinstance(module, SupervisedModule):
         result.predictions = fold_predictions(module, x_val, y_val)
+    return result
+
+
+@torch.no_grad()
+def evaluate_batches(module: Any, result: FoldResult, val: Any, *, keep_predictions: bool) -> FoldResult:
+    """Every metric on a DataLoader's validation batches, streamed: only the outputs (rows x classes) are kept,
+    not the inputs, so memory does not grow with the files of a large image folder."""
+    from nnsearch.fit.predictions import predictions_of
+
+    module.eval()
+    outputs, targets = [], []
+    for batch in val:
+        outputs.append(module(batch[0].to(module.device)).float().cpu())
+        targets.append(torch.as_tensor(batch[1]))
+    out, y = torch.cat(outputs), torch.cat(targets)
+    result.metrics = module.evaluate_outputs(out, y)
+    if keep_predictions:
+        result.predictions = predictions_of(module, out, y)
     return result
 
 

@@ -45,13 +45,18 @@ def fold_predictions(module: Any, x_val: Any, y_val: Any, *, batch_size: int = 4
     """
     import torch
 
-    from nnsearch.data.dataset import Task
-
     was_training = module.training
     module.eval()
     with torch.no_grad():
         outputs = torch.cat([module(x_val[i : i + batch_size]) for i in range(0, len(x_val), batch_size)])
     module.train(was_training)
+    return predictions_of(module, outputs, y_val)
+
+
+def predictions_of(module: Any, outputs: Any, y_val: Any) -> Predictions:
+    """:class:`Predictions` from a supervised module's outputs already computed for ``y_val``'s rows."""
+    from nnsearch.data.dataset import Task
+
     out = outputs.detach().float().cpu().numpy()
     target = y_val.detach().cpu().numpy()
     if module.task is Task.REGRESSION:

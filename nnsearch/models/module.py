@@ -99,3 +99,7 @@ class SupervisedModule(HistoryModule):
         self.eval()
         outputs = torch.cat([self(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
         return self._metrics(outputs, y, None)
+
+    def evaluate_outputs(self, outputs: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        """Every metric of the task from outputs already computed (batches of a DataLoader, streamed)."""
+        return self._metrics(outputs, y, None)

@@ -190,7 +190,8 @@ def _log_own_pyfunc(tracker: Any, run_id: str, fit: FinalFit, dev: Any, register
     from mlflow.models import infer_signature
 
     classes = dev.classes if dev.task is not None and dev.task.is_supervised and dev.task.is_classification else ()
-    model = OwnModel(fit.module, classes)
+    module = dev.inference_module(fit.module, dev.rows) if hasattr(dev, "inference_module") else fit.module  # an image folder's normalisation
+    model = OwnModel(module, classes)
     if hasattr(dev, "dataset"):
         example = torch.stack([dev.dataset()[int(i)][0] for i in dev.rows[:2]]).numpy()
     else:

@@ -340,6 +340,7 @@ def test_every_shipped_study_passes_the_smoke_test(name, tmp_path, tmp_path_fact
     that starts from another study's model (transfer, distillation) finds it registered, untrained."""
     from conftest import compose
 
+    from nnsearch.data.example_images import write_shapes
     from nnsearch.study.session import prepare
     from nnsearch.study.smoke import probes
 
@@ -347,7 +348,9 @@ def test_every_shipped_study_passes_the_smoke_test(name, tmp_path, tmp_path_fact
     monkeypatch.chdir(store)  # the upstream models' artifacts (./mlruns) go there
     upstream = _register_upstream_models(compose([f"+study={name}"]), store)
     monkeypatch.chdir(tmp_path)
-    p = prepare(compose([f"+study={name}", *upstream]))
+    # an image-folder study's folder is written by command=make_example_data: here a small one, outside the run folder
+    images = [f"data.path={write_shapes(tmp_path_factory.mktemp('images'), per_class=12, size=8)}"] if name == "digits_folder_cnn" else []
+    p = prepare(compose([f"+study={name}", *upstream, *images]))
     assert len(probes(p.space)) > len(p.space)  # the base config and at least one value per parameter
     assert not list(tmp_path.iterdir())
 

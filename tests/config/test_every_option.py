@@ -57,6 +57,8 @@ class TinyLightning(L.LightningModule):
 
 
 def NEEDS(tmp_path: Path) -> dict[tuple[str, str], list[str]]:  # noqa: N802 - a table
+    from nnsearch.data.example_images import write_shapes
+
     table = tmp_path / "table.csv"
     table.write_text("a,b,label\n" + "".join(f"{i},{i % 7},{'xy'[i % 2]}\n" for i in range(ROWS)))
     arrays, sequences = tmp_path / "arrays.npz", tmp_path / "sequences.npz"
@@ -71,6 +73,7 @@ def NEEDS(tmp_path: Path) -> dict[tuple[str, str], list[str]]:  # noqa: N802 - a
         ("data", "npz_sequence"): [f"data.path={sequences}"],
         ("data", "dataset"): ["data.dataset._target_=test_every_option.TinyImages"],
         ("data", "datamodule"): ["data.datamodule._target_=test_every_option.TinyKFold"],
+        ("data", "image_folder"): [f"data.path={write_shapes(tmp_path / 'images', per_class=ROWS // 3, size=8)}"],
         ("model", "lightning"): ["model.module._target_=test_every_option.TinyLightning", "+model.module.net._target_=test_every_option.TinyModule",
                                  "+model.module.net.n_outputs=3", "+model.module.optimizer._target_=torch.optim.SGD",
                                  "+model.module.optimizer._partial_=true", "+model.module.optimizer.lr=0.1"],
