@@ -9,7 +9,8 @@ against 2-fold ones, iris trials in a wine study); the study refuses, naming the
 
 What may change on resume (:data:`MAY_CHANGE`) says how a study runs, not what it computes: the
 trial budget and time limit, how trials are launched, reported and tracked, the sampler and
-pruner (they choose which trials run, not what a trial scores), the threads and the fit engine.
+pruner (they choose which trials run, not what a trial scores), the threads, DataLoader workers and image
+cache, and the fit engine.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ MAY_CHANGE = (
     "sampler",
     "pruner",
     "cv.parallel",
+    "data.num_workers",  # DataLoader worker processes and the decoded-image cache: how files are read, not which
+    "data.cache_mb",
     "trainer.engine",
     "trainer.checkpoint_every",
     "hydra",
