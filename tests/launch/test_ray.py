@@ -174,15 +174,18 @@ def test_two_ray_workers_on_a_ray_head_reach_exactly_n_trials(run_cli, tmp_path,
     assert f"Ray: {ray_head}, 1 node(s), 2 CPU(s)" in output
 
 
-def _ray_worker_of_a_trial_mid_way(proc, tmp_path, name, *, timeout=400):
-    """Freeze (SIGSTOP) the process of a RUNNING trial that has reported an epoch; returns it, its
-    Ray worker process (the actor that started it) and the trial, checked still running once frozen."""
+def _ray_worker_of_a_trial_mid_way(proc, tmp_path, name, *, timeout=400, checkpointed=False):
+    """Freeze (SIGSTOP) the process of a RUNNING trial that has reported an epoch (and, if
+    ``checkpointed``, saved a fold checkpoint); returns it, its Ray worker process (the actor that
+    started it) and the trial, checked still running once frozen."""
     import psutil
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, "the study ended before a worker was seen mid-trial"
         for trial in [t for t in _running_trials(tmp_path, name) if t.intermediate_values]:
+            if checkpointed and not list((tmp_path / "checkpoints" / name / f"trial-{trial.number:04d}").glob("fold*.ckpt")):
+                continue
             owner = trial.user_attrs["worker"]
             pid = int(owner.rsplit(":", 1)[1])
             try:
@@ -216,14 +219,15 @@ def _stop(proc):
 
 
 @pytest.mark.slow
-def test_a_ray_worker_killed_mid_trial_fails_that_trial_which_is_retried(tmp_path):
-    """The launcher starts a local Ray instance (no address); the Ray worker process of a running trial is killed."""
+def test_a_ray_worker_killed_mid_trial_fails_that_trial_which_is_retried_from_its_checkpoint(tmp_path):
+    """The launcher starts a local Ray instance (no address); the Ray worker process of a running trial is
+    killed once the trial saved a checkpoint: its retry resumes the interrupted fold there."""
     args = [sys.executable, "-m", "nnsearch", "+study=digits_mlp", "launch.backend=ray", "launch.workers=2", "study.n_trials=6",
-            "cv.folds=2", "trainer.max_epochs=15", "cv.test_size=0", "pruner=none"]
+            "cv.folds=2", "trainer.max_epochs=15", "cv.test_size=0", "pruner=none", "trainer.checkpoint_every=1"]
     with open(tmp_path / "output.txt", "w") as out:
         proc = subprocess.Popen(args, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         try:
-            pid, actor, caught = _ray_worker_of_a_trial_mid_way(proc, tmp_path, "digits_mlp")
+            pid, actor, caught = _ray_worker_of_a_trial_mid_way(proc, tmp_path, "digits_mlp", checkpointed=True)
             # the trial runs in a copy of the study's folder that Ray shipped, in a process of a Ray worker
             assert "working_dir_files" in Path(f"/proc/{pid}/cwd").resolve().as_posix()
             assert actor.cmdline()[0].startswith("ray::RayWorker"), actor.cmdline()  # the title Ray gives an actor's process
@@ -245,6 +249,9 @@ def test_a_ray_worker_killed_mid_trial_fails_that_trial_which_is_retried(tmp_pat
     _, _, children = mlflow_runs(tmp_path, "digits_mlp")
     dead = [c for c in children if c.data.tags["optuna.trial_number"] == str(killed.number)]
     assert len(dead) == 1 and dead[0].info.status == "FAILED" and "died" in dead[0].data.tags["reason"]
+    retried = [c for c in children if c.data.tags["optuna.trial_number"] == str(retries[0].number)]
+    assert len(retried) == 1 and retried[0].data.tags.get("resumed_from", "").startswith("fold "), retried[0].data.tags
+    assert not list((tmp_path / "checkpoints").glob("*/trial-*"))  # finished trials leave no checkpoints behind
 
 
 @pytest.mark.slow
