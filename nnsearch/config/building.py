@@ -55,7 +55,9 @@ def network_node(model: DictConfig) -> DictConfig:
     are not network settings."""
     if not any(k in model for k in OWN_KEYS):
         return model
-    return OmegaConf.masked_copy(model, [k for k in model if k not in OWN_KEYS])
+    # resolved first: a detached copy would lose interpolations into the rest of the config (${data.vocab_size})
+    settings = OmegaConf.to_container(model, resolve=True)
+    return OmegaConf.create({k: v for k, v in settings.items() if k not in OWN_KEYS})
 
 
 def takes_keyword(node: DictConfig, name: str) -> bool:

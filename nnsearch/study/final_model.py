@@ -260,6 +260,17 @@ class NNSearchModel(mlflow.pyfunc.PythonModel):
             return frame.to_numpy(dtype=np.float32)
         return np.asarray(model_input, dtype=np.float32).reshape(-1, *self.input_shape)
 
+    def _outputs(self, model_input: Any) -> Any:
+        """The network's raw outputs (float32 tensor) for raw input: features taken by name, scaled as in training."""
+        import torch
+
+        x = self._features(model_input)
+        if self.scaler is not None:
+            table = x.reshape(-1, x.shape[-1]) if x.ndim == 3 else x.reshape(len(x), -1)
+            x = self.scaler.transform(table).reshape(x.shape).astype(np.float32)
+        with torch.no_grad():
+            return self.net(torch.as_tensor(x)).float()
+
     def predict(self, context: Any, model_input: np.ndarray, params: dict | None = None) -> Any:
         """``model_input``: a DataFrame of raw features (tabular data) or an array of raw samples;
         returns a DataFrame.
@@ -270,12 +281,7 @@ class NNSearchModel(mlflow.pyfunc.PythonModel):
         import pandas as pd
         import torch
 
-        x = self._features(model_input)
-        if self.scaler is not None:
-            table = x.reshape(-1, x.shape[-1]) if x.ndim == 3 else x.reshape(len(x), -1)
-            x = self.scaler.transform(table).reshape(x.shape).astype(np.float32)
-        with torch.no_grad():
-            out = self.net(torch.as_tensor(x)).float()
+        out = self._outputs(model_input)
         if self.task == "regression":
             mean, std = self.target_scale
             return pd.DataFrame({"prediction": (out.squeeze(-1) * std + mean).numpy().astype(np.float64)})
@@ -303,14 +309,9 @@ class MultiTaskModel(NNSearchModel):
         import pandas as pd
         import torch
 
-        x = self._features(model_input)
-        if self.scaler is not None:
-            table = x.reshape(-1, x.shape[-1]) if x.ndim == 3 else x.reshape(len(x), -1)
-            x = self.scaler.transform(table).reshape(x.shape).astype(np.float32)
-        with torch.no_grad():
-            out = self.net(torch.as_tensor(x)).float()
+        out = self._outputs(model_input)
         blocks = torch.split(out, [t.width for t in self.targets], dim=-1)
-        frame = pd.DataFrame(index=range(len(x)))
+        frame = pd.DataFrame(index=range(len(out)))
         probas = {}
         for spec, block, (mean, std) in zip(self.targets, blocks, self.target_scales, strict=True):
             if spec.task.value == "regression":

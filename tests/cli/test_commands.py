@@ -47,6 +47,6 @@ def test_leaderboard_export_and_seeds_act_on_the_finished_study(run_cli, tmp_pat
 def test_commands_fail_in_one_line_for_an_unknown_command_or_study(run_cli):
     unknown = run_cli("+study=wine_mlp", "command=frobnicate")
     assert unknown.returncode == 2
-    assert unknown.stderr.strip().splitlines() == ["nnsearch: error: Unknown command 'frobnicate'; choose one of run, storage_server, leaderboard, export, seeds, final."]
+    assert unknown.stderr.strip().splitlines() == ["nnsearch: error: Unknown command 'frobnicate'; choose one of run, storage_server, leaderboard, export, seeds, final, make_example_data."]
     missing = run_cli("+study=wine_mlp", "command=leaderboard")
     assert missing.returncode == 2 and "No study 'wine_mlp'" in missing.stderr and "Traceback" not in missing.stderr
