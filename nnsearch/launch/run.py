@@ -58,14 +58,14 @@ def run_study(cfg: DictConfig, *, started: float | None = None) -> Any:
         raise
     interruption = Interruption()
     try:
-        return _run_and_finish(cfg, p, study, tracker, record, interruption, pool=pool, distributed=distributed, started=started, max_retry=launch.max_retry)
+        return _run_and_finish(cfg, p, study, tracker, record, interruption, pool=pool, distributed=distributed, started=started, launch=launch)
     finally:
         if pool is not None:
             pool.close()  # the study plots were drawn there (see nnsearch.study.report.finish)
 
 
 def _run_and_finish(cfg: DictConfig, p: Prepared, study: Any, tracker: Any, record: Any, interruption: Any, *, pool: Any, distributed: bool, started: float,
-                    max_retry: int) -> Any:
+                    launch: LaunchSettings) -> Any:
     """The trials, then the report; closes the parent run as interrupted or failed when they stop."""
     from nnsearch.study.report import finish
     from nnsearch.study.trials import n_finished
@@ -78,7 +78,8 @@ def _run_and_finish(cfg: DictConfig, p: Prepared, study: Any, tracker: Any, reco
                 with interruption.interruptible():
                     reason = launch_workers(cfg, study, record.storage, on_dead=record_dead_trial(tracker))
             else:
-                reason = run_trials_here(cfg, p, study, tracker, record, interruption, pool=pool, started=started, keep_pool=True, max_retry=max_retry)
+                reason = run_trials_here(cfg, p, study, tracker, record, interruption, pool=pool, started=started, keep_pool=True,
+                                         max_retry=launch.max_retry, checkpoint_dir=launch.checkpoint_dir)
             with interruption.interruptible():  # the report and the final model take seconds: a stop is honoured at once
                 finish(cfg, record, tracker, p, reason=reason, seconds=time.time() - started, helper=pool)
     except KeyboardInterrupt:
@@ -102,4 +103,4 @@ def run_worker(cfg: DictConfig) -> str:
     p = prepare(cfg)
     study, tracker, record = open_study_and_parent(cfg, p, worker=True, worker_index=launch.worker_index, workers=launch.n_workers)
     with Interruption() as interruption:
-        return run_trials_here(cfg, p, study, tracker, record, interruption, max_retry=launch.max_retry)
+        return run_trials_here(cfg, p, study, tracker, record, interruption, max_retry=launch.max_retry, checkpoint_dir=launch.checkpoint_dir)

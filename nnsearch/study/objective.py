@@ -75,6 +75,8 @@ class Objective:
         interruption: Interruption | None = None,
         progress: Any = None,
         fold_pool: Any = None,
+        max_retry: int = 2,
+        checkpoint_dir: str | None = None,
     ) -> None:
         self.cfg, self.data, self.space, self.folds, self.tracker = cfg, data, space, folds, tracker
         self.objectives = objectives
@@ -97,14 +99,13 @@ class Objective:
         self.enumerating = self.sampler_name in ("GridSampler", "BruteForceSampler")
         from nnsearch.fit.checkpoint import checkpoint_root
         from nnsearch.fit.settings import FitSettings
-        from nnsearch.launch.settings import LaunchSettings
         from nnsearch.tracking.settings import TrackingSettings
 
-        launch = LaunchSettings.from_config(cfg.get("launch"))
-        self.checkpoint_root = checkpoint_root(launch.checkpoint_dir, cfg.study.get("storage"))
+        # the launcher's launch.checkpoint_dir and launch.max_retry (a retried trial keeps its checkpoints)
+        self.checkpoint_root = checkpoint_root(checkpoint_dir, cfg.study.get("storage"))
         self.checkpoint_every = FitSettings.from_config(cfg.trainer).checkpoint_every
         self.keep_checkpoints = TrackingSettings.from_config(cfg.tracking).keep_checkpoints
-        self.max_retry = launch.max_retry
+        self.max_retry = max_retry
 
     def _skip_reason(self, trial: Any) -> str:
         """Why this trial must not run: the study is full, or another worker has these params.

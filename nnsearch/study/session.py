@@ -403,13 +403,14 @@ def record_dead_trial(tracker: Any) -> Any:
 
 def run_trials_here(
     cfg: DictConfig, p: Prepared, study: Any, tracker: Any, record: Any, interruption: Any, *, pool: Any = None, started: float | None = None,
-    keep_pool: bool = False, max_retry: int = 2,
+    keep_pool: bool = False, max_retry: int = 2, checkpoint_dir: str | None = None,
 ) -> str:
     """Run trials in this process until the study (shared with any other worker) is complete.
 
     ``pool``: fold processes started by the caller (closed here unless ``keep_pool``: the caller
     then closes it, after using it for the study plots); else they start here if needed.
-    Trials left RUNNING by a dead process are failed and queued again first, each at most ``max_retry`` times.
+    Trials left RUNNING by a dead process are failed and queued again first, each at most ``max_retry`` times;
+    ``checkpoint_dir`` (``launch.checkpoint_dir``) is where their folds' checkpoints are kept.
     """
     from nnsearch.study.objective import Objective
     from nnsearch.tracking.progress import Progress
@@ -428,7 +429,7 @@ def run_trials_here(
         pool = start_fold_pool(cfg, p)
     objective = Objective(
         cfg, p.data, p.space, p.folds, tracker, objectives=objs, epoch_metrics=p.epoch_metrics, interruption=interruption, progress=progress,
-        fold_pool=pool,
+        fold_pool=pool, max_retry=max_retry, checkpoint_dir=checkpoint_dir,
     )
     try:
         return run_trials(
