@@ -9,6 +9,7 @@ every metric of the task. Batches are ``(x, y)``; a family decides what ``y`` me
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import lightning as L
 import torch
@@ -79,3 +80,43 @@ class HistoryModule(L.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "epoch", "monitor": "val/loss"},
         }
+
+
+class OutputsModule(HistoryModule):
+    """Base of the families scored on the network's outputs (supervised, multi-task): validation keeps
+    the epoch's outputs and targets, then computes ``val/loss`` and the epoch metrics on all of them at once.
+    A subclass says how outputs are scored: :meth:`loss` and :meth:`_metrics`.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._val_outputs: list[torch.Tensor] = []
+        self._val_targets: list[torch.Tensor] = []
+
+    def loss(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The training loss of ``outputs`` for targets ``y``."""
+        raise NotImplementedError
+
+    def _metrics(self, outputs: torch.Tensor, target: torch.Tensor, names: list[str] | None) -> dict[str, float]:
+        """The metrics ``names`` (every one when None) of ``outputs``, in the target's original units."""
+        raise NotImplementedError
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        self._val_outputs.append(self(x).detach())
+        self._val_targets.append(y)
+
+    def on_validation_epoch_end(self) -> None:
+        outputs, target = torch.cat(self._val_outputs), torch.cat(self._val_targets)
+        self._val_outputs.clear()
+        self._val_targets.clear()
+        row = {"train/loss": self.train_loss(), "val/loss": self.loss(outputs, target).item()}
+        row.update({f"val/{k}": v for k, v in self._metrics(outputs, target, self.epoch_metrics).items()})
+        self.record_epoch(row)
+
+    @torch.no_grad()
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor, batch_size: int = 4096) -> dict[str, float]:
+        """Every metric of the task (of each target, multi-task) on ``(x, y)``, in the targets' original units."""
+        self.eval()
+        outputs = torch.cat([self(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+        return self._metrics(outputs, y, None)

@@ -15,10 +15,10 @@ from torch import nn
 from nnsearch.data.dataset import Task
 from nnsearch.models.distill import distillation_loss
 from nnsearch.models.metrics import compute_metrics
-from nnsearch.models.base import HistoryModule
+from nnsearch.models.base import OutputsModule
 
 
-class SupervisedModule(HistoryModule):
+class SupervisedModule(OutputsModule):
     """Fits ``net`` for classification or regression and records train/val curves per epoch.
 
     Args:
@@ -50,8 +50,6 @@ class SupervisedModule(HistoryModule):
         self.n_classes = n_classes
         self.target_scale = target_scale
         self.distill = distill
-        self._val_outputs: list[torch.Tensor] = []
-        self._val_targets: list[torch.Tensor] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.net(x)
@@ -74,31 +72,11 @@ class SupervisedModule(HistoryModule):
         self.add_train_loss(loss, len(y))
         return loss
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        x, y = batch
-        self._val_outputs.append(self(x).detach())
-        self._val_targets.append(y)
-
-    def on_validation_epoch_end(self) -> None:
-        outputs, target = torch.cat(self._val_outputs), torch.cat(self._val_targets)
-        self._val_outputs.clear()
-        self._val_targets.clear()
-        row = {"train/loss": self.train_loss(), "val/loss": self.loss(outputs, target).item()}
-        row.update({f"val/{k}": v for k, v in self._metrics(outputs, target, self.epoch_metrics).items()})
-        self.record_epoch(row)
-
     def _metrics(self, outputs: torch.Tensor, target: torch.Tensor, names: list[str] | None) -> dict[str, float]:
         if self.task is Task.REGRESSION:
             mean, std = self.target_scale
             outputs, target = outputs * std + mean, target * std + mean
         return compute_metrics(self.task, outputs, target, self.n_classes, names)
-
-    @torch.no_grad()
-    def evaluate(self, x: torch.Tensor, y: torch.Tensor, batch_size: int = 4096) -> dict[str, float]:
-        """Every metric of the task on ``(x, y)``, in the target's original units."""
-        self.eval()
-        outputs = torch.cat([self(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
-        return self._metrics(outputs, y, None)
 
     def evaluate_outputs(self, outputs: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         """Every metric of the task from outputs already computed (batches of a DataLoader, streamed)."""

@@ -22,7 +22,7 @@ from torch import nn
 
 from nnsearch.data.dataset import TargetSpec, Task
 from nnsearch.errors import NNSearchError
-from nnsearch.models.base import HistoryModule
+from nnsearch.models.base import OutputsModule
 from nnsearch.models.metrics import WEIGHTED, compute_metrics, target_metric_names
 
 
@@ -51,7 +51,7 @@ def task_weights(targets: tuple[TargetSpec, ...], given: Mapping[str, Any] | Non
     return tuple(weights)
 
 
-class MultiTaskModule(HistoryModule):
+class MultiTaskModule(OutputsModule):
     """Fits ``net`` to every target of a multi-task data set and records train/val curves per epoch.
 
     Args:
@@ -94,8 +94,6 @@ class MultiTaskModule(HistoryModule):
         if unknown:
             raise NNSearchError(f"Unknown per-epoch metric(s) {', '.join(unknown)} for targets {', '.join(t.name for t in self.targets)}; "
                                 f"choose among {', '.join(names)}.")
-        self._val_outputs: list[torch.Tensor] = []
-        self._val_targets: list[torch.Tensor] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -128,20 +126,6 @@ class MultiTaskModule(HistoryModule):
         self.add_train_loss(loss, len(y))
         return loss
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        x, y = batch
-        self._val_outputs.append(self(x).detach())
-        self._val_targets.append(y)
-
-    def on_validation_epoch_end(self) -> None:
-        outputs, target = torch.cat(self._val_outputs), torch.cat(self._val_targets)
-        self._val_outputs.clear()
-        self._val_targets.clear()
-        row = {"train/loss": self.train_loss(), "val/loss": self.loss(outputs, target).item()}
-        if self.epoch_metrics:
-            row.update({f"val/{k}": v for k, v in self._metrics(outputs, target, self.epoch_metrics).items()})
-        self.record_epoch(row)
-
     def _metrics(self, outputs: torch.Tensor, target: torch.Tensor, names: list[str] | None) -> dict[str, float]:
         """``<target>/<metric>`` for the ``names`` asked (all when None), in the targets' original units;
         ``weighted`` (asked, or all with metric weights) adds their weighted sum."""
@@ -165,10 +149,3 @@ class MultiTaskModule(HistoryModule):
         if names is not None:
             scores = {k: v for k, v in scores.items() if k in names}
         return scores
-
-    @torch.no_grad()
-    def evaluate(self, x: torch.Tensor, y: torch.Tensor, batch_size: int = 4096) -> dict[str, float]:
-        """Every metric of every target on ``(x, y)``, in the targets' original units."""
-        self.eval()
-        outputs = torch.cat([self(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
-        return self._metrics(outputs, y, None)
