@@ -135,6 +135,23 @@ def target_values(frame: Any, target: str | None, file_name: str, kind: str = "c
     return y_raw
 
 
+def feature_columns(frame: Any, targets: Sequence[str], features: Sequence[str] | None, shown: str) -> list:
+    """The model's input columns: ``features`` when given, else every column of ``frame`` but the ``targets``.
+    ``shown`` names the table in messages.
+
+    Raises:
+        NNSearchError: a feature column that is not in the table, or no column left besides the targets.
+    """
+    columns = list(features) if features else [c for c in frame.columns if c not in targets]
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise NNSearchError(f"Feature columns not in {shown}: {', '.join(map(str, missing))}.")
+    if not columns:
+        besides = f"the target '{targets[0]}'" if len(targets) == 1 else f"the targets {list(targets)}"
+        raise NNSearchError(f"{shown} has no feature columns besides {besides}.")
+    return columns
+
+
 def load_csv(
     path: str,
     target: str,
@@ -164,12 +181,7 @@ def load_csv(
             raise NNSearchError("data.impute works with one target column; a multi-task table must have no missing values.")
         return multitask_from_frame(frame, targets, name=file.stem, source=file.name, features=features, task=task, scaler=scaler, batch_size=batch_size)
     y_raw = target_values(frame, target, file.name)
-    columns = list(features) if features else [c for c in frame.columns if c != target]
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise NNSearchError(f"Feature columns not in {file.name}: {', '.join(map(str, missing))}.")
-    if not columns:
-        raise NNSearchError(f"{file.name} has no feature columns besides the target '{target}'.")
+    columns = feature_columns(frame, [target], features, file.name)
     strings = [c for c in columns if not pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c])]
     gaps = {c: int(frame[c].isna().sum()) for c in columns if frame[c].isna().any()}
     if gaps and impute == "none":
@@ -239,12 +251,7 @@ def multitask_from_frame(
     tasks = [str(t) for t in task] if OmegaConf.is_list(task) or isinstance(task, (list, tuple)) else [str(task)] * len(targets)
     if len(tasks) != len(targets):
         raise NNSearchError(f"data.task lists {len(tasks)} tasks for {len(targets)} targets {list(targets)}; give one per target, or auto.")
-    columns = list(features) if features else [c for c in frame.columns if c not in targets]
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise NNSearchError(f"Feature columns not in {shown}: {', '.join(map(str, missing))}.")
-    if not columns:
-        raise NNSearchError(f"{shown} has no feature columns besides the targets {list(targets)}.")
+    columns = feature_columns(frame, targets, features, shown)
     non_numeric = [c for c in columns if not pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c])]
     if non_numeric:
         raise NNSearchError(
