@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from conftest import compose, load_study, mlflow_runs
 from optuna.trial import TrialState
-from test_workers import FAST, _assert_exact, _running_trials
+from test_workers import FAST, _assert_exact, _assert_retried_once, _running_trials
 
 from nnsearch.errors import NNSearchError
 from nnsearch.launch.settings import LaunchSettings
@@ -232,17 +232,8 @@ def test_a_ray_worker_killed_mid_trial_fails_that_trial_which_is_retried_from_it
     output = (tmp_path / "output.txt").read_text()
     assert proc.returncode == 0, output[-4000:]
     assert "its Ray actor died" in output, output[-4000:]
-    study = _assert_exact(tmp_path, "digits_mlp", 6)
-    killed = study.trials[caught.number]
-    assert killed.state == TrialState.FAIL and "died" in killed.user_attrs["fail_reason"], output[-3000:]
-    assert [t.number for t in study.get_trials(states=(TrialState.FAIL,))] == [caught.number]  # only the trial it was training
-    retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == killed.number]
-    assert len(retries) == 1 and retries[0].params == killed.params
-    assert retries[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
-    _, _, children = mlflow_runs(tmp_path, "digits_mlp")
-    dead = [c for c in children if c.data.tags["optuna.trial_number"] == str(killed.number)]
-    assert len(dead) == 1 and dead[0].info.status == "FAILED" and "died" in dead[0].data.tags["reason"]
-    retried = [c for c in children if c.data.tags["optuna.trial_number"] == str(retries[0].number)]
+    retry, children = _assert_retried_once(tmp_path, "digits_mlp", 6, caught.number, output)
+    retried = [c for c in children if c.data.tags["optuna.trial_number"] == str(retry.number)]
     assert len(retried) == 1 and retried[0].data.tags.get("resumed_from", "").startswith("fold "), retried[0].data.tags
     assert not list((tmp_path / "checkpoints").glob("*/trial-*"))  # finished trials leave no checkpoints behind
 

@@ -39,6 +39,23 @@ def _assert_exact(tmp_path, name, n_trials, storage=None):
     return study
 
 
+def _assert_retried_once(tmp_path, name, n_trials, number, output):
+    """The study reached exactly ``n_trials``; trial ``number``, whose worker was killed, alone failed ("died",
+    in Optuna and in MLflow) and was retried once with its parameters. Returns the retry and the MLflow trial runs."""
+    study = _assert_exact(tmp_path, name, n_trials)
+    killed = study.trials[number]
+    assert killed.state == TrialState.FAIL and "died" in killed.user_attrs["fail_reason"], output[-3000:]
+    assert [t.number for t in study.get_trials(states=(TrialState.FAIL,))] == [number]  # only the trial it was training
+    retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == killed.number]
+    assert len(retries) == 1 and retries[0].params == killed.params
+    assert retries[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
+    # the dead trial is in MLflow too, FAILED with its reason
+    _, _, children = mlflow_runs(tmp_path, name)
+    dead = [c for c in children if c.data.tags["optuna.trial_number"] == str(killed.number)]
+    assert len(dead) == 1 and dead[0].info.status == "FAILED" and "died" in dead[0].data.tags["reason"]
+    return retries[0], children
+
+
 def test_three_workers_on_a_journal_file_reach_exactly_n_trials(run_cli, tmp_path):
     result = run_cli("+study=wine_mlp", "launch.workers=3", "study.n_trials=7", *FAST)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -146,17 +163,7 @@ def test_a_worker_killed_mid_trial_fails_that_trial_which_is_retried(tmp_path):
                 proc.kill()
     output = (tmp_path / "output.txt").read_text()
     assert proc.returncode == 0, output[-3000:]
-    study = _assert_exact(tmp_path, "digits_mlp", 6)
-    killed = study.trials[caught.number]
-    assert killed.state == TrialState.FAIL and "died" in killed.user_attrs["fail_reason"], output[-3000:]
-    assert [t.number for t in study.get_trials(states=(TrialState.FAIL,))] == [caught.number]  # only the trial it was training
-    retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == killed.number]
-    assert len(retries) == 1 and retries[0].params == killed.params
-    assert retries[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
-    # the dead trial is in MLflow too, FAILED with its reason
-    _, _, children = mlflow_runs(tmp_path, "digits_mlp")
-    dead = [c for c in children if c.data.tags["optuna.trial_number"] == str(killed.number)]
-    assert len(dead) == 1 and dead[0].info.status == "FAILED" and "died" in dead[0].data.tags["reason"]
+    _assert_retried_once(tmp_path, "digits_mlp", 6, caught.number, output)
 
 
 @pytest.mark.slow
