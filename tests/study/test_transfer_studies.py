@@ -29,32 +29,33 @@ def test_studies_start_from_or_distill_an_earlier_final_model(tmp_path):
     def run_cli(*args: str):
         return cli(list(args), tmp_path, timeout=900)
 
+    def run_study(name: str, body: str, *overrides: str):
+        """Write the study ``name``, run it to the end, and return its MLflow client and trial runs."""
+        _study(tmp_path, name, body)
+        result = run_cli(f"+study={name}", *overrides, *TINY)
+        assert result.returncode == 0, result.stderr[-3000:]
+        client, _, trials = mlflow_runs(tmp_path, name)
+        return client, trials
+
     # the source: an MLP on digits 0-4, its final model logged to MLflow
-    _study(tmp_path, "first_half", "data: {keep_classes: [0, 1, 2, 3, 4]}\nmodel: {hidden_dim: 32, n_layers: 2}\nstudy: {n_trials: 1}\n")
-    result = run_cli("+study=first_half", *TINY)
-    assert result.returncode == 0, result.stderr[-3000:]
-    client, _, _ = mlflow_runs(tmp_path, "first_half")
+    client, _ = run_study("first_half", "data: {keep_classes: [0, 1, 2, 3, 4]}\nmodel: {hidden_dim: 32, n_layers: 2}\nstudy: {n_trials: 1}\n")
     experiment = client.get_experiment_by_name("first_half")
     final = client.search_runs([experiment.experiment_id], "tags.`nnsearch.role` = 'final'")[0]
     by_run, by_model = f"runs:/{final.info.run_id}/model", final.data.tags["model_uri"]
 
     # transfer: fine-tune on digits 5-9 from those weights, the number of frozen blocks searched
-    _study(tmp_path, "second_half", "data: {keep_classes: [5, 6, 7, 8, 9]}\nmodel: {hidden_dim: 32, n_layers: 2}\n"
-                                    "study: {n_trials: 2}\nfinal: {retrain: false}\n"
-                                    "search_space:\n  model.freeze: {type: int, low: 0, high: 2}\n")
-    result = run_cli("+study=second_half", f"model.init_from={by_run}", *TINY)
-    assert result.returncode == 0, result.stderr[-3000:]
-    _, _, trials = mlflow_runs(tmp_path, "second_half")
+    _, trials = run_study("second_half", "data: {keep_classes: [5, 6, 7, 8, 9]}\nmodel: {hidden_dim: 32, n_layers: 2}\n"
+                                         "study: {n_trials: 2}\nfinal: {retrain: false}\n"
+                                         "search_space:\n  model.freeze: {type: int, low: 0, high: 2}\n",
+                          f"model.init_from={by_run}")
     assert len(trials) == 2 and all(t.data.tags["init_from"] == by_run for t in trials)
     assert all("model.freeze" in t.data.params for t in trials)
 
     # distillation: a smaller student of the same classes, temperature searched
-    _study(tmp_path, "student", "data: {keep_classes: [0, 1, 2, 3, 4]}\nmodel: {hidden_dim: 8, n_layers: 1}\n"
-                                "study: {n_trials: 1}\nfinal: {retrain: false}\n"
-                                "search_space:\n  distill.temperature: {type: float, low: 1, high: 8}\n")
-    result = run_cli("+study=student", f"distill.teacher={by_model}", *TINY)
-    assert result.returncode == 0, result.stderr[-3000:]
-    _, _, trials = mlflow_runs(tmp_path, "student")
+    _, trials = run_study("student", "data: {keep_classes: [0, 1, 2, 3, 4]}\nmodel: {hidden_dim: 8, n_layers: 1}\n"
+                                     "study: {n_trials: 1}\nfinal: {retrain: false}\n"
+                                     "search_space:\n  distill.temperature: {type: float, low: 1, high: 8}\n",
+                          f"distill.teacher={by_model}")
     assert [t.data.tags["distill.teacher"] for t in trials] == [by_model]
     assert 1 <= float(trials[0].data.params["distill.temperature"]) <= 8 and float(trials[0].data.metrics["cv/accuracy"]) > 0.2
 
