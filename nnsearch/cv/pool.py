@@ -8,9 +8,11 @@ turn, in the study's own process) for parallel workers, which already fill the c
 GPU training, and for the Wilcoxon pruner, which needs the folds in order.
 
 The processes start once per study and keep the data set and the prepared folds; a trial sends
-only its config, seed and Optuna trial. Each fold gets the same seed as in sequential training
-(:func:`nnsearch.cv.fold_seed`), so results match the sequential ones up to the last digits that thread
-counts may change.
+only its config, seed and Optuna trial. They are forked from a server that imported torch,
+Lightning and scikit-learn once, early, beside this process's own imports
+(:mod:`nnsearch.runtime.fork_server`). Each fold gets the same seed as in sequential training
+(:func:`nnsearch.cv.fold_seed`), so results match the sequential ones up to the last digits that
+thread counts may change.
 
 Pruning: each fold reports its epochs to the study storage (step ``fold * max_epochs + epoch``,
 :mod:`nnsearch.fit.pruning`) and asks the pruner through ``InTurnPruner``, which judges the steps in the order and with
@@ -37,9 +39,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from nnsearch.cv.splits import fold_seed
 from nnsearch.errors import NNSearchError, TrialFailed
+from nnsearch.fit.pruning import FoldPruned, reopen_trial, trial_id_of, trial_ticket
+from nnsearch.runtime import fork_server
 from nnsearch.runtime.interrupt import die_with_parent, stop_signals_blocked
-from nnsearch.fit.pruning import FoldPruned
-from nnsearch.fit.pruning import reopen_trial, trial_id_of, trial_ticket
 
 log = logging.getLogger("nnsearch")
 
@@ -80,15 +82,13 @@ class FoldPool:
     """``processes`` fold trainers for one study; ``fit_folds`` trains a trial's folds across them."""
 
     def __init__(self, data: Any, splits: list, *, processes: int, threads: int) -> None:
-        import multiprocessing
-
         import torch.multiprocessing  # noqa: F401 - tensors cross the process boundary through shared memory
 
         self.processes, self._n_splits = processes, len(splits)
-        self._context = multiprocessing.get_context("spawn")
+        self._context = fork_server.context()
         self._stop = self._context.Event()
         self._handoff = _Handoff((data, splits))
-        self._initargs = (self._handoff.path, threads, self._stop)
+        self._initargs = (self._handoff.path, threads, self._stop, dict(os.environ))
         self._executor = self._start()
 
     def _start(self) -> ProcessPoolExecutor:
@@ -272,12 +272,16 @@ def _running_trial(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial
 _STATE: dict[str, Any] = {}
 
 
-def _init_process(handoff: str, threads: int, stop: Any) -> None:
+def _init_process(handoff: str, threads: int, stop: Any, environ: dict[str, str]) -> None:
     import torch
 
-    from nnsearch.runtime import fast_exit
+    if os.environ != environ:  # forked from a server started earlier: the study's environment as it is now
+        os.environ.clear()
+        os.environ.update(environ)
+
     from nnsearch.cv.splits import FoldCache
     from nnsearch.fit.trainer import quiet_lightning
+    from nnsearch.runtime import fast_exit
 
     fast_exit.fold_process()  # the pool closes in milliseconds (see nnsearch.runtime.fast_exit)
     die_with_parent()  # a study killed with SIGKILL takes its fold processes with it

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from nnsearch.errors import NNSearchError
 
@@ -40,3 +41,22 @@ class CVSettings:
     def from_config(cls, cv: DictConfig) -> CVSettings:
         return cls(folds=cv.folds, seed=int(cv.seed), shuffle=bool(cv.get("shuffle", True)), stratified=bool(cv.get("stratified", True)),
                    test_size=cv.get("test_size", 0.0) or 0.0, parallel=cv.get("parallel", "auto"), fold_score=str(cv.get("fold_score", "last")))
+
+
+def side_by_side_by_settings(cfg: DictConfig) -> bool:
+    """Whether :func:`nnsearch.cv.pool.parallel_folds` will train folds side by side, as far as the
+    settings alone tell, without importing torch to look for a GPU: the fold processes' fork server
+    is started on this answer (:mod:`nnsearch.runtime.fork_server`), before torch is imported."""
+    setting = OmegaConf.select(cfg, "cv.parallel", default=1)
+    if setting in (None, 1, "1") or int(OmegaConf.select(cfg, "cv.folds", default=1) or 1) < 2:
+        return False
+    if str(OmegaConf.select(cfg, "pruner._target_", default="")).endswith("WilcoxonPruner"):
+        return False
+    if str(OmegaConf.select(cfg, "trainer.accelerator", default="auto")) in ("gpu", "cuda", "mps"):
+        return False
+    if str(OmegaConf.select(cfg, "trainer.devices", default=1)) not in ("1", "auto", "None"):
+        return False
+    if setting != "auto":
+        return True
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return cores // int(OmegaConf.select(cfg, "runtime.threads", default=None) or 1) >= 2

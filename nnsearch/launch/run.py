@@ -10,13 +10,15 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig
 
 from nnsearch.errors import StudyFailed
 from nnsearch.launch.settings import LaunchSettings
-from nnsearch.study.session import Prepared, open_study_and_parent, prepare, record_dead_trial, run_trials_here, start_fold_pool
+
+if TYPE_CHECKING:
+    from nnsearch.study.session import Prepared
 
 log = logging.getLogger("nnsearch")
 
@@ -29,10 +31,10 @@ def run_study(cfg: DictConfig, *, started: float | None = None) -> Any:
     SIGTERM, at any point after the study opened (trials, report, final model), stops it cleanly:
     the running trial is recorded as failed, the parent run KILLED.
     """
-    from nnsearch.runtime.interrupt import Interruption
-    from nnsearch.tracking.store import check_reachable
-
+    from nnsearch.cv.settings import side_by_side_by_settings
+    from nnsearch.runtime import fork_server
     from nnsearch.study.preflight import check_data_early
+    from nnsearch.tracking.store import check_reachable
 
     started = time.time() if started is None else started  # the CLI passes its launch time
     check_reachable(cfg.tracking.uri)  # an unreachable server fails now, in seconds, not after minutes of retries
@@ -43,6 +45,11 @@ def run_study(cfg: DictConfig, *, started: float | None = None) -> Any:
         from nnsearch.launch.workers import check_launch
 
         check_launch(cfg)  # settings that would make workers collide (or a backend not installed) fail before the smoke test
+    if not distributed and side_by_side_by_settings(cfg):
+        fork_server.boot()  # the fold processes' imports, on the other core, while this process imports the same below
+    from nnsearch.runtime.interrupt import Interruption
+    from nnsearch.study.session import open_study_and_parent, prepare, start_fold_pool
+
     p = prepare(cfg)
     if launch.backend == "ray":
         from nnsearch.launch.ray_workers import connect
@@ -68,6 +75,7 @@ def _run_and_finish(cfg: DictConfig, p: Prepared, study: Any, tracker: Any, reco
                     launch: LaunchSettings) -> Any:
     """The trials, then the report; closes the parent run as interrupted or failed when they stop."""
     from nnsearch.study.report import finish
+    from nnsearch.study.session import record_dead_trial, run_trials_here
     from nnsearch.study.trials import n_finished
 
     try:
@@ -97,6 +105,7 @@ def _run_and_finish(cfg: DictConfig, p: Prepared, study: Any, tracker: Any, reco
 def run_worker(cfg: DictConfig) -> str:
     """One worker of a launched study: the study and its parent run exist already."""
     from nnsearch.runtime.interrupt import Interruption, stop_when_launcher_dies
+    from nnsearch.study.session import open_study_and_parent, prepare, run_trials_here
 
     stop_when_launcher_dies()
     launch = LaunchSettings.from_config(cfg.get("launch"))

@@ -143,6 +143,11 @@ def finish(cfg: DictConfig, record: Any, tracker: Any, p: Prepared, *, reason: s
         _no_trial_completed(study, tracker, reason, counts, failed)
     ranking = leaderboard.rank(study, metrics=metrics_names, pick=_setting(cfg, "report.pareto_pick", None))
     chosen = ranking.chosen
+    report_dir = tempfile.TemporaryDirectory(prefix="nnsearch-report-")
+    artifacts = Path(report_dir.name)
+    plots = None
+    if _setting(cfg, "report.study_plots", True) and counts["complete"]:  # first: the longest step, in another process
+        plots = _start_study_plots(cfg, study, artifacts / "plots", metrics_names, ranking.pick_metric, helper)
     lines = [
         "",
         f"Study '{study.study_name}' ({reason}) in {seconds:.1f} s: "
@@ -150,8 +155,7 @@ def finish(cfg: DictConfig, record: Any, tracker: Any, p: Prepared, *, reason: s
         + (f" ({skipped} skipped by parallel workers)." if skipped else "."),
     ]
     metrics: dict[str, float] = {}
-    with tempfile.TemporaryDirectory(prefix="nnsearch-report-") as tmp:
-        artifacts = Path(tmp)
+    with report_dir:
         top_k = int(_setting(cfg, "report.top_k", 10))
         table = leaderboard.rows(ranking, top_k=top_k)
         if table:
@@ -185,9 +189,6 @@ def finish(cfg: DictConfig, record: Any, tracker: Any, p: Prepared, *, reason: s
             if not ranking.multi and len(ranking.trials) > 1:
                 lines.append(f"Leaderboard (top {min(top_k, len(ranking.trials))} of {len(ranking.trials)} complete trials):")
                 lines.append(leaderboard.format_table(table[:top_k], ranking.metrics))
-        plots = None
-        if _setting(cfg, "report.study_plots", True) and counts["complete"]:
-            plots = _start_study_plots(cfg, study, artifacts / "plots", metrics_names, ranking.pick_metric, helper)
         if chosen is not None and _setting(cfg, "final.retrain", True):
             lines += final_model(cfg, tracker, record, p, ranking, metrics)
         if plots is not None:
@@ -197,6 +198,7 @@ def finish(cfg: DictConfig, record: Any, tracker: Any, p: Prepared, *, reason: s
             tags["best_trial"] = chosen.number
             if ranking.multi:
                 tags["pareto_trials"] = ",".join(str(t.number) for t in ranking.front)
+        tracker.flush()  # the last trials' artifacts (drawn meanwhile on the tracker's thread), before the study's run closes
         tracker.close_parent("FINISHED", metrics={k: v for k, v in metrics.items() if _finite(v)}, tags=tags, artifacts=artifacts)
     lines.append(f"Optuna storage: {redact(cfg.study.storage) if cfg.study.storage else 'optuna.journal'} (study '{study.study_name}')")
     lines.append(f"MLflow: {redact(tracker.uri)}, {tracker.run_url()}")
@@ -237,6 +239,7 @@ def _no_trial_completed(study: Any, tracker: Any, reason: str, counts: dict[str,
 
     reasons = [t.user_attrs.get("fail_reason") for t in failed if not t.user_attrs.get("skipped") and t.user_attrs.get("fail_reason")]
     last = f"; last failure: {reasons[-1]}" if reasons else ""
+    tracker.flush()
     tracker.close_parent("FAILED", tags={"state": "no trial completed", "stop_reason": reason})
     raise StudyFailed(
         f"no trial of study '{study.study_name}' completed ({counts['pruned']} pruned, {counts['fail']} failed{last}), "

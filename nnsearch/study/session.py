@@ -408,7 +408,8 @@ def run_trials_here(
     """Run trials in this process until the study (shared with any other worker) is complete.
 
     ``pool``: fold processes started by the caller (closed here unless ``keep_pool``: the caller
-    then closes it, after using it for the study plots); else they start here if needed.
+    then writes the report, which draws the study plots there and waits for the last trials'
+    artifacts, and closes it); else they start here if needed.
     Trials left RUNNING by a dead process are failed and queued again first, each at most ``max_retry`` times;
     ``checkpoint_dir`` (``launch.checkpoint_dir``) is where their folds' checkpoints are kept.
     """
@@ -431,8 +432,9 @@ def run_trials_here(
         cfg, p.data, p.space, p.folds, tracker, objectives=objs, epoch_metrics=p.epoch_metrics, interruption=interruption, progress=progress,
         fold_pool=pool, max_retry=max_retry, checkpoint_dir=checkpoint_dir,
     )
+    ended = False
     try:
-        return run_trials(
+        reason = run_trials(
             study,
             objective,
             n_trials=p.study.n_trials,
@@ -441,8 +443,11 @@ def run_trials_here(
             interruption=interruption,
             reap=reap,
         )
+        ended = True
+        return reason
     finally:
         progress.close()
-        tracker.flush()  # the last trials' artifacts, before the study's report or the worker's exit
+        if not (keep_pool and ended):  # the report waits for them itself, once it has started the study plots
+            tracker.flush()  # the last trials' artifacts, before the worker's exit or an interrupted study's end
         if pool is not None and not keep_pool:
             pool.close()
