@@ -41,8 +41,6 @@ def write_study_plots(study: Any, out_dir: Path, *, metrics: list[str], pick: st
     import optuna.visualization.matplotlib as ovm
     from optuna.trial import TrialState
 
-    from nnsearch.tracking import trial_plots
-
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         return []
@@ -77,8 +75,8 @@ def write_study_plots(study: Any, out_dir: Path, *, metrics: list[str], pick: st
                 if axes is None:
                     continue
                 fig = _figure_of(axes)
-                fit_to_content(fig, name, n_params=len(varied) if name != "contour" else len(important[:CONTOUR_PARAMS]))
-                trial_plots.save_png(fig, path)
+                size = fit_to_content(fig, name, n_params=len(varied) if name != "contour" else len(important[:CONTOUR_PARAMS]))
+                save_laid_out(fig, path, size)
                 plt.close(fig)
             written.append(path)
         except Exception as err:  # a plot must never fail the study
@@ -99,8 +97,9 @@ def write_stored_study_plots(storage_url: str | None, study_name: str, out_dir: 
     return write_study_plots(study, out_dir, metrics=metrics, pick=pick)
 
 
-def fit_to_content(fig: Any, name: str, *, n_params: int) -> None:
-    """Size an Optuna figure to what it shows and let constrained layout place the labels.
+def fit_to_content(fig: Any, name: str, *, n_params: int) -> tuple[float, float]:
+    """Size an Optuna figure to what it shows; returns the size (width, height) in inches, for
+    :func:`save_laid_out`.
 
     Sizes in inches: a row per parameter for the importances, a column per axis for the slice
     and the parallel coordinates, square cells for the contour grid. Log axes that span less
@@ -108,8 +107,6 @@ def fit_to_content(fig: Any, name: str, *, n_params: int) -> None:
     labels there overlap); fonts below
     ``MIN_FONT`` are raised to it.
     """
-    from matplotlib.text import Text
-
     n = max(n_params, 1)
     size = {
         "param_importances": (7.0, 1.2 + 0.4 * n),
@@ -118,18 +115,51 @@ def fit_to_content(fig: Any, name: str, *, n_params: int) -> None:
         "contour": (2.6 * n + 1.6, 2.4 * n + 0.8) if n > 2 else (6.0, 4.6),
     }.get(name, (7.0, 4.6))
     fig.set_size_inches(*size)
-    for text in fig.findobj(Text):
-        if text.get_fontsize() < MIN_FONT:
-            text.set_fontsize(MIN_FONT)
+    _raise_small_fonts(fig)
     for ax in fig.axes:
         for axis in (ax.xaxis, ax.yaxis):
             _readable_log_ticks(axis)
+    return size
+
+
+def save_laid_out(fig: Any, path: Path, size: tuple[float, float]) -> Path:
+    """Save laid out by constrained layout, so that no label is cut, or where it fails, with
+    margins by hand. Laid out and drawn once, as it is saved: a layout pass of its own before
+    (``draw_without_rendering``) drew every study plot one more time."""
+    from nnsearch.tracking import trial_plots
+
     try:
         fig.set_layout_engine("constrained")
-        fig.draw_without_rendering()
+        return trial_plots.save_png(fig, path)
     except (ZeroDivisionError, ValueError, RuntimeError):  # the parallel coordinates' twinned axes
         fig.set_layout_engine("none")
         _place_by_hand(fig, *size)
+        return trial_plots.save_png(fig, path)
+
+
+def _raise_small_fonts(artist: Any) -> None:
+    """Texts under ``MIN_FONT`` raised to it; tick labels through their axis' tick settings.
+
+    Not ``findobj(Text)``: that asks every axis for all its ticks, creating the minor ticks of
+    each log axis, about a fifth of a contour grid's CPU; one tick per axis tells the size.
+    """
+    from matplotlib.axis import Axis
+    from matplotlib.text import Text
+
+    for child in artist.get_children():
+        if isinstance(child, Axis):
+            for which, ticks in (("major", child.majorTicks), ("minor", child.minorTicks)):
+                if ticks[0].label1.get_fontsize() < MIN_FONT:
+                    child.set_tick_params(which=which, labelsize=MIN_FONT)
+            texts = [child.label, child.offsetText]
+        elif isinstance(child, Text):
+            texts = [child]
+        else:
+            _raise_small_fonts(child)
+            continue
+        for text in texts:
+            if text.get_fontsize() < MIN_FONT:
+                text.set_fontsize(MIN_FONT)
 
 
 def _place_by_hand(fig: Any, width: float, height: float) -> None:

@@ -123,8 +123,25 @@ def write_csv(rows: list[dict[str, Any]], path: Path) -> Path:
 
 def save_png(fig: Any, path: Path) -> Path:
     """PNG with fast zlib compression: level 1 is several times quicker and barely larger here.
-    Every trial and study plot is written here (tests look at the figures through it)."""
+    Every trial and study plot is written here (tests look at the figures through it).
+
+    The layout engine places the axes first, as ``Figure.draw`` would, and is then removed: with
+    any engine set (even ``"none"``), ``savefig`` draws the whole figure once unseen before
+    drawing it into the PNG (a tenth to a fifth of a trial figure's CPU, a third of a study
+    plot's). A layout that fails otherwise raises here, before the file is written.
+    """
+    import matplotlib
+
     path.parent.mkdir(parents=True, exist_ok=True)
+    engine = fig.get_layout_engine()
+    if engine is not None:
+        if fig.axes:
+            try:
+                engine.execute(fig)
+            except ValueError:  # skipped, as Figure.draw skips it
+                pass
+        with matplotlib.rc_context({"figure.autolayout": False, "figure.constrained_layout.use": False}):
+            fig.set_layout_engine(None)  # None with these settings: no engine at all
     fig.savefig(path, dpi=DPI, pil_kwargs={"compress_level": 1})
     return path
 
