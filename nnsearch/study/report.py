@@ -147,6 +147,8 @@ def finish(cfg: DictConfig, record: Any, tracker: Any, p: Prepared, *, reason: s
     artifacts = Path(report_dir.name)
     plots = None
     if _setting(cfg, "report.study_plots", True) and counts["complete"]:  # first: the longest step, in another process
+        if helper is None:
+            tracker.flush()  # drawn here: after the last trials' figures, not beside them on the tracker's thread
         plots = _start_study_plots(cfg, study, artifacts / "plots", metrics_names, ranking.pick_metric, helper)
     lines = [
         "",

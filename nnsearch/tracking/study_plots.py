@@ -69,7 +69,8 @@ def write_study_plots(study: Any, out_dir: Path, *, metrics: list[str], pick: st
     for name, draw in plots.items():
         path = out_dir / f"{name}.png"
         try:
-            with warnings.catch_warnings():
+            # Optuna's matplotlib plots call plt.style.use("ggplot"): keep it from restyling this process's later figures
+            with warnings.catch_warnings(), plt.rc_context():
                 warnings.simplefilter("ignore")  # ExperimentalWarning, tight-layout and empty-axes notes
                 axes = draw()
                 if axes is None:

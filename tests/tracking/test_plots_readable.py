@@ -188,6 +188,19 @@ def test_study_plots_are_readable(tmp_path, figures, directions, metrics, hidden
             assert 500 <= img.width <= 2000 and 300 <= img.height <= 1000, (path.name, img.size)
 
 
+def test_study_plots_leave_the_trial_plots_style_alone(tmp_path):
+    """Optuna's plots switch matplotlib to its ggplot style; the trial plots drawn later in the same
+    process (a study without fold processes) keep their white panels."""
+    import matplotlib
+
+    from nnsearch.tracking.study_plots import write_study_plots
+
+    before = dict(matplotlib.rcParams)
+    write_study_plots(_study(["maximize"], hidden=(16, 256)), tmp_path, metrics=["accuracy"])
+    assert matplotlib.rcParams["axes.facecolor"] == before["axes.facecolor"]
+    assert {k: v for k, v in matplotlib.rcParams.items() if before.get(k) != v and k != "backend"} == {}
+
+
 def test_the_check_catches_a_cut_label_and_small_text():
     from nnsearch.tracking.trial_plots import figure
 
