@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 
 from conftest import compose, load_study, mlflow_runs
 from nnsearch.errors import NNSearchError, StudyFailed
-from nnsearch.cv.pool import FOLD_DONE, InTurnPruner, parallel_folds
+from nnsearch.cv.pool import FOLD_DONE, InTurnPruner, evenly_packed, parallel_folds
 from nnsearch.fit.pruning import trial_id_of
 
 WINE = ["+study=wine_mlp", "sampler=random", "study.n_trials=2", "cv.folds=3", "trainer.max_epochs=2", "final.retrain=false", "report.study_plots=false"]
@@ -113,7 +113,7 @@ def test_a_bad_parallel_setting_is_refused_before_the_study_exists(run_cli, tmp_
     ("cores", "overrides", "expected"),
     [
         (1, [], 1),  # one core: the folds in turn
-        (2, [], 2),
+        (2, [], 3),  # 3 folds on 2 cores: all at once (1.5 rounds) rather than 2 then 1 (2 rounds)
         (16, [], 3),  # never more processes than folds
         (16, ["runtime.threads=4"], 3),
         (8, ["runtime.threads=4"], 2),  # cores / threads per fold
@@ -128,6 +128,15 @@ def test_auto_takes_the_free_cores_and_a_count_is_kept(monkeypatch, cores, overr
     _cores(monkeypatch, cores)
     cfg = compose(["+study=wine_mlp", "trainer.accelerator=cpu", *overrides])
     assert parallel_folds(cfg, 3, per_fold_pruning=False) == expected
+
+
+@pytest.mark.parametrize(
+    ("folds", "cores", "processes"),
+    [(5, 2, 3), (3, 2, 3), (4, 2, 2), (10, 2, 2), (5, 4, 5), (8, 4, 4), (5, 1, 1), (2, 16, 2)],
+)
+def test_auto_packs_the_folds_evenly_on_the_cores(folds, cores, processes):
+    """No core idles in a last round of folds: 5 folds on 2 cores in 3 processes (2.5 rounds, not 3)."""
+    assert evenly_packed(folds, cores) == processes
 
 
 def test_auto_keeps_the_folds_in_order_for_a_pruner_that_needs_them_so(monkeypatch):
