@@ -30,7 +30,7 @@ def _cores(monkeypatch, n):
 
 def test_folds_in_parallel_give_the_scores_of_folds_in_turn(run_in_process, tmp_path, monkeypatch, caplog):
     caplog.set_level(logging.INFO, logger="nnsearch")
-    _cores(monkeypatch, 2)  # auto: two of the three folds at a time, whatever this machine has
+    _cores(monkeypatch, 2)  # auto: the three folds at once on 2 cores (evenly packed), whatever this machine has
     (tmp_path / "seq").mkdir()
     (tmp_path / "par").mkdir()
     monkeypatch.chdir(tmp_path / "seq")
@@ -38,7 +38,7 @@ def test_folds_in_parallel_give_the_scores_of_folds_in_turn(run_in_process, tmp_
     assert "folds at a time" not in caplog.text
     monkeypatch.chdir(tmp_path / "par")
     side_by_side = run_in_process(*WINE, "pruner=none", "cv.parallel=auto")
-    assert "cv.parallel: 2 folds at a time, 1 torch thread(s) each" in caplog.text
+    assert "cv.parallel: 3 folds at a time, 1 torch thread(s) each" in caplog.text
     for a, b in zip(in_turn.trials, side_by_side.trials, strict=True):
         assert a.params == b.params
         assert b.user_attrs["fold_scores"] == pytest.approx(a.user_attrs["fold_scores"], abs=1e-6)
