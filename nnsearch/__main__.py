@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 from nnsearch.runtime import fast_exit
 
 fast_exit.arm()  # before Hydra and the libraries it imports register their exit handlers
+IMPORTED = time.time()  # when this module began: the interpreter started a moment before
+INTERPRETER_START_S = 5.0  # a process older than this when this module began was another program first (a shell's exec)
 
 import hydra  # noqa: E402
 from hydra.errors import HydraException  # noqa: E402
@@ -42,13 +45,19 @@ def _run(cfg: DictConfig) -> None:
 
 
 def _process_started() -> float | None:
-    """When this command was launched (epoch seconds): the study's clock includes the imports a user waits for."""
+    """When this command was launched (epoch seconds): the study's clock includes the imports a user waits for.
+
+    The process' creation time, unless it is far older than this module: a shell that ``exec``s the
+    last command of ``a && b`` hands its own process, created before ``a`` ran, to ``b``; then the
+    time this module was imported (a few hundredths of a second late) stands for the launch.
+    """
     try:
         import psutil
 
-        return psutil.Process().create_time()
+        created = psutil.Process().create_time()
     except Exception:  # noqa: BLE001 - a sandbox without /proc: the clock starts at the study instead
         return None
+    return created if IMPORTED - created <= INTERPRETER_START_S else IMPORTED
 
 
 CONFIG_PATH_FLAGS = ("--config-path", "-cp")

@@ -176,13 +176,15 @@ def finish(cfg: DictConfig, record: Any, tracker: Any, p: Prepared, *, reason: s
             for name, value in chosen.params.items():
                 lines.append(f"  {name} = {value}")
         if chosen is not None:
-            lines.append("Cross-validated metrics of trial %d (mean ± std over folds):" % chosen.number)
-            for key, value in chosen.user_attrs.items():
-                if key.startswith("cv/") and not key.endswith("_std"):
-                    std = chosen.user_attrs.get(f"{key}_std", float("nan"))
-                    lines.append(f"  {key[3:]:<10} {value:.4f} ± {std:.4f}")
-                    metrics[f"best/{key[3:]}"] = value
-                    metrics[f"best/{key[3:]}_std"] = std
+            lines.append(f"Cross-validated metrics of trial {chosen.number} (mean ± std over folds):")
+            cv_keys = [key for key in chosen.user_attrs if key.startswith("cv/") and not key.endswith("_std")]
+            width = max([10] + [len(key) - 3 for key in cv_keys])  # multi-task names (sex/accuracy) are longer
+            for key in cv_keys:
+                value = chosen.user_attrs[key]
+                std = chosen.user_attrs.get(f"{key}_std", float("nan"))
+                lines.append(f"  {key[3:]:<{width}} {value:.4f} ± {std:.4f}")
+                metrics[f"best/{key[3:]}"] = value
+                metrics[f"best/{key[3:]}_std"] = std
             texts = export_configs(cfg, ranking, output_dir())
             export_configs(cfg, ranking, artifacts)
             path = output_dir() / "best_config.yaml"
@@ -305,9 +307,10 @@ def _test_lines(chosen: Any, tested: dict[str, float], metrics: dict[str, float]
     if not tested:
         return ["  no held-out test split (cv.test_size=0): only the CV estimate is available"]
     lines = [f"Held-out test split ({n_test} rows, never seen by any trial) beside the CV estimate:"]
+    width = max([10] + [len(name) for name in tested])
     for name, value in tested.items():
         metrics[f"test/{name}"] = value
         cv, std = chosen.user_attrs.get(f"cv/{name}"), chosen.user_attrs.get(f"cv/{name}_std")
         beside = f"   (CV {cv:.4f} ± {std:.4f})" if cv is not None and std is not None else ""
-        lines.append(f"  {name:<10} {value:.4f}{beside}")
+        lines.append(f"  {name:<{width}} {value:.4f}{beside}")
     return lines

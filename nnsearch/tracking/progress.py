@@ -105,6 +105,7 @@ class Progress:
         self.folds, self.epochs, self.refresh = folds, epochs, refresh
         self.clock, self.columns = clock, columns
         self.started = clock() if started is None else started
+        self.trials_started: float | None = None  # when this run's first trial began: the time left counts trials, not start-up
         self.best: tuple[int, tuple[float, ...]] | None = None
         self.front: list[tuple[int, tuple[float, ...]]] = []
         for trial in trials:  # a resumed study's earlier trials
@@ -123,6 +124,8 @@ class Progress:
     # -- events -------------------------------------------------------------------------------
 
     def trial_started(self, number: int) -> None:
+        if self.trials_started is None:
+            self.trials_started = self.clock()
         self.current, self.where = number, ["starting"]
         self._draw(force=True)
 
@@ -182,10 +185,12 @@ class Progress:
 
     def time_forms(self) -> list[str]:
         """``41 s elapsed, ~76 s left``, then ``~76 s left``."""
-        elapsed = max(0.0, self.clock() - self.started)
+        now = self.clock()
+        elapsed = max(0.0, now - self.started)
         ran = self.done - self.done_at_start
         if ran and self.done < self.total:
-            left = f"~{elapsed / ran * (self.total - self.done):.0f} s left"
+            per_trial = max(0.0, now - (self.trials_started if self.trials_started is not None else self.started)) / ran
+            left = f"~{per_trial * (self.total - self.done):.0f} s left"
             return [f"{elapsed:.0f} s elapsed, {left}", left]
         return [f"{elapsed:.0f} s elapsed"]
 

@@ -52,6 +52,7 @@ def write_study_plots(study: Any, out_dir: Path, *, metrics: list[str], pick: st
     else:
         target = {"target_name": metrics[0]}
     params = list(dict.fromkeys(p for t in complete for p in t.params))
+    counted = frozenset(p for t in complete for p, d in t.distributions.items() if isinstance(d, optuna.distributions.IntDistribution))
     varied = [p for p in params if len({repr(t.params.get(p)) for t in complete}) > 1]
     evaluator = optuna.importance.FanovaImportanceEvaluator(n_trees=IMPORTANCE_TREES, seed=0)
     important = _important_params(study, varied, target, evaluator)
@@ -76,7 +77,7 @@ def write_study_plots(study: Any, out_dir: Path, *, metrics: list[str], pick: st
                 if axes is None:
                     continue
                 fig = _figure_of(axes)
-                size = fit_to_content(fig, name, n_params=len(varied) if name != "contour" else len(important[:CONTOUR_PARAMS]))
+                size = fit_to_content(fig, name, n_params=len(varied) if name != "contour" else len(important[:CONTOUR_PARAMS]), counted=counted)
                 save_laid_out(fig, path, size)
                 plt.close(fig)
             written.append(path)
@@ -98,7 +99,7 @@ def write_stored_study_plots(storage_url: str | None, study_name: str, out_dir: 
     return write_study_plots(study, out_dir, metrics=metrics, pick=pick)
 
 
-def fit_to_content(fig: Any, name: str, *, n_params: int) -> tuple[float, float]:
+def fit_to_content(fig: Any, name: str, *, n_params: int, counted: frozenset[str] = frozenset()) -> tuple[float, float]:
     """Size an Optuna figure to what it shows; returns the size (width, height) in inches, for
     :func:`save_laid_out`.
 
@@ -106,8 +107,11 @@ def fit_to_content(fig: Any, name: str, *, n_params: int) -> tuple[float, float]
     and the parallel coordinates, square cells for the contour grid. Log axes that span less
     than two decades get ticks at 1, 2 and 5, and less than one a few plain ticks (Optuna's minor
     labels there overlap); fonts below
-    ``MIN_FONT`` are raised to it.
+    ``MIN_FONT`` are raised to it. Axes labelled ``Trial`` or with a name in ``counted`` (integer
+    parameters) get whole-number ticks: Optuna's read 0.25, 0.5 for trial numbers.
     """
+    from matplotlib.ticker import MaxNLocator
+
     n = max(n_params, 1)
     size = {
         "param_importances": (7.0, 1.2 + 0.4 * n),
@@ -120,6 +124,8 @@ def fit_to_content(fig: Any, name: str, *, n_params: int) -> tuple[float, float]
     for ax in fig.axes:
         for axis in (ax.xaxis, ax.yaxis):
             _readable_log_ticks(axis)
+            if axis.get_scale() == "linear" and axis.get_label_text() in counted | {"Trial"}:
+                axis.set_major_locator(MaxNLocator(integer=True))
     return size
 
 

@@ -193,3 +193,15 @@ def test_help_describes_each_study_in_whole_sentences(tmp_path):
     assert _summary(study) == "Long words here. " * (SUMMARY_CHARS // 17 - 1) + "Long words here."
     study.write_text("seed: 1\n")
     assert _summary(study) == ""
+
+
+def test_the_clock_starts_at_the_launch_even_when_a_shell_execs_the_command(monkeypatch):
+    """`a && python -m nnsearch ...` in `sh -c` may exec: the process then dates from before `a` ran."""
+    import psutil
+
+    import nnsearch.__main__ as entry
+
+    monkeypatch.setattr(psutil.Process, "create_time", lambda self: entry.IMPORTED - 0.3)
+    assert entry._process_started() == entry.IMPORTED - 0.3  # the interpreter's own start-up counts
+    monkeypatch.setattr(psutil.Process, "create_time", lambda self: entry.IMPORTED - 60)
+    assert entry._process_started() == entry.IMPORTED  # not the minute the shell spent on `a`

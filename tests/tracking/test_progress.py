@@ -23,6 +23,7 @@ def _running(clock, **kwargs):
     """20 trials, 7 done 41 s in, trial 7 in its second fold."""
     progress = Progress(total=20, metrics=["accuracy"], directions=["maximize"], folds=5, epochs=20, mode="live", stream=io.StringIO(), refresh=0, clock=clock, **kwargs)
     for number in range(7):
+        progress.trial_started(number)
         progress.trial_finished(number, "COMPLETE", 0.9 + number / 1000 if number != 4 else 0.9712)
     clock.now += 41
     progress.trial_started(7)
@@ -76,6 +77,15 @@ def test_elapsed_counts_from_the_start_the_caller_gives():
     assert progress.time_text() == "62 s elapsed"
     progress.trial_finished(0, "COMPLETE", 1.5)
     assert progress.time_text() == "62 s elapsed, ~186 s left"
+
+
+def test_the_time_left_counts_the_trials_not_the_start_up():
+    clock = Clock(1000.0)
+    progress = Progress(total=4, metrics=["rmse"], directions=["minimize"], mode="plain", stream=io.StringIO(), clock=clock, started=970.0)
+    progress.trial_started(0)  # 30 s of imports, smoke test and stores before the first trial
+    clock.now = 1010.0
+    progress.trial_finished(0, "COMPLETE", 1.5)
+    assert progress.time_text() == "40 s elapsed, ~30 s left"  # 10 s a trial, 3 to go
 
 
 def test_a_resumed_study_counts_its_earlier_trials_in_best_so_far():
