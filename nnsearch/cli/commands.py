@@ -98,7 +98,7 @@ def show_leaderboard(cfg: DictConfig) -> None:
     print(f"Study '{study.study_name}': {len(ranking.trials)} complete trials, objective(s) {goals}; top {len(table)}:")
     if ranking.multi:
         print(f"* = on the Pareto front ({len(ranking.front)} trials); order: report.pareto_pick={ranking.pick_metric}")
-    print(leaderboard.format_table(table, ranking.metrics), flush=True)
+    print(leaderboard.format_table(table, ranking.metrics, width=leaderboard.stdout_width()), flush=True)
 
 
 def export(cfg: DictConfig) -> None:

@@ -169,7 +169,7 @@ def finish(cfg: DictConfig, record: Any, tracker: Any, p: Prepared, *, reason: s
             write_csv(front, artifacts / "pareto_front.csv")
             goals = ", ".join(f"{m} ({d})" for m, d in zip(ranking.metrics, ranking.directions))
             lines.append(f"Pareto front: {len(ranking.front)} trial(s) that no other trial beats on every objective: {goals}")
-            lines.append(leaderboard.format_table(front, ranking.metrics))
+            lines.append(leaderboard.format_table(front, ranking.metrics, width=leaderboard.stdout_width()))
             lines.append(f"Chosen for best_config.yaml (report.pareto_pick={ranking.pick_metric}): trial {chosen.number}")
         else:
             lines.append(f"Best trial {chosen.number}: {metrics_names[0]} = {chosen.value:.4f} ({ranking.directions[0]})")
@@ -192,7 +192,7 @@ def finish(cfg: DictConfig, record: Any, tracker: Any, p: Prepared, *, reason: s
             lines.append(f"  reproduce: python -m nnsearch --config-path {path.parent.resolve()} --config-name best_config")
             if not ranking.multi and len(ranking.trials) > 1:
                 lines.append(f"Leaderboard (top {min(top_k, len(ranking.trials))} of {len(ranking.trials)} complete trials):")
-                lines.append(leaderboard.format_table(table[:top_k], ranking.metrics))
+                lines.append(leaderboard.format_table(table[:top_k], ranking.metrics, width=leaderboard.stdout_width()))
         if chosen is not None and _setting(cfg, "final.retrain", True):
             lines += final_model(cfg, tracker, record, p, ranking, metrics)
         if plots is not None:

@@ -115,8 +115,23 @@ def rows(ranking: Ranking, *, top_k: int | None = None) -> list[dict[str, Any]]:
     return out
 
 
-def format_table(table: list[dict[str, Any]], metrics: list[str]) -> str:
-    """Fixed-width text for the terminal: ``mean ± std`` per metric, params as ``k=v``."""
+def stdout_width() -> int | None:
+    """The columns of the terminal stdout prints on, less one (a full line would wrap), or None
+    when stdout is a file or a pipe: :func:`format_table` then keeps one line per row."""
+    import sys
+
+    from nnsearch.tracking.progress import terminal_columns
+
+    return terminal_columns(sys.stdout) - 1 if sys.stdout.isatty() else None
+
+
+def format_table(table: list[dict[str, Any]], metrics: list[str], width: int | None = None) -> str:
+    """Fixed-width text for the terminal: ``mean ± std`` per metric, params as ``k=v``.
+
+    ``width``: the terminal's columns; a row's params then continue on lines of their own, broken
+    between parameters, instead of the terminal cutting them mid-word. None (output to a file or a
+    pipe): one line per row.
+    """
     if not table:
         return "(no complete trial)"
     header = ["rank", "trial", *(["pareto"] if "pareto" in table[0] else []), *metrics, "params"]
@@ -131,7 +146,24 @@ def format_table(table: list[dict[str, Any]], metrics: list[str]) -> str:
         cells.append(", ".join(f"{k[6:]}={_short(v)}" for k, v in row.items() if k.startswith("param:")))
         lines.append(cells)
     widths = [max(len(header[i]), *(len(c[i]) for c in lines)) for i in range(len(header) - 1)]
-    fmt = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)) + "  " + cells[-1]  # noqa: E731
+    start = sum(widths) + 2 * len(widths)  # where the params column begins
+    longest = max((len(part) + 1 for c in lines for part in c[-1].split(", ")), default=0)
+    indent = start if width is None or width - start >= longest else 4  # a parameter would not fit beside the numbers: under them
+
+    def fmt(cells: list[str]) -> str:
+        head = "  ".join(c.ljust(w) for c, w in zip(cells, widths)) + "  "
+        if width is None or len(head) + len(cells[-1]) <= width:
+            return head + cells[-1]
+        out, line = ([], head) if indent == start else ([head.rstrip()], " " * indent)
+        for i, part in enumerate(cells[-1].split(", ")):
+            piece = part + ("," if i < cells[-1].count(", ") else "")
+            if line.strip() and len(line) + len(piece) > width and line not in (head, " " * indent):
+                out.append(line.rstrip())
+                line = " " * indent
+            line += piece + " "
+        out.append(line.rstrip())
+        return "\n".join(out)
+
     return "\n".join([fmt(header), *(fmt(c) for c in lines)])
 
 

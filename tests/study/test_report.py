@@ -293,3 +293,17 @@ def test_environment_records_the_git_commit_of_the_users_project(tmp_path):
     info = describe(tmp_path)
     assert info["git"]["dirty"] is True
     assert tags(info)["mlflow.source.git.commit"] == state["commit"]
+
+
+def test_the_leaderboard_breaks_params_between_parameters_in_a_narrow_terminal():
+    from nnsearch.tracking.leaderboard import format_table
+
+    row = {"rank": 1, "trial": 3, "accuracy": 0.9644, "accuracy_std": 0.0116, "param:model.hidden_dim": 100, "param:model.n_layers": 3,
+           "param:optimizer.lr": 0.001213, "param:optimizer.weight_decay": 0.003691}  # fmt: skip
+    wide = format_table([row], ["accuracy"])
+    assert len(wide.splitlines()) == 2  # a file or a pipe: one line per row
+    for width in (60, 40):
+        narrow = format_table([row], ["accuracy"], width=width)
+        assert all(len(line) <= width for line in narrow.splitlines()), narrow
+        # every parameter whole, on some line; nothing lost
+        assert [p.rstrip(",") for p in narrow.split() if "=" in p] == [p.rstrip(",") for p in wide.split() if "=" in p]
