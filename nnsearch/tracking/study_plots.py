@@ -78,6 +78,8 @@ def write_study_plots(study: Any, out_dir: Path, *, metrics: list[str], pick: st
                     continue
                 fig = _figure_of(axes)
                 size = fit_to_content(fig, name, n_params=len(varied) if name != "contour" else len(important[:CONTOUR_PARAMS]), counted=counted)
+                if name in ("parallel_coordinate", "contour"):
+                    _best_dark(fig, flip="target" in target and study.directions[k].name == "MAXIMIZE", lines=name == "parallel_coordinate")
                 save_laid_out(fig, path, size)
                 plt.close(fig)
             written.append(path)
@@ -127,6 +129,33 @@ def fit_to_content(fig: Any, name: str, *, n_params: int, counted: frozenset[str
             if axis.get_scale() == "linear" and axis.get_label_text() in counted | {"Trial"}:
                 axis.set_major_locator(MaxNLocator(integer=True))
     return size
+
+
+def _best_dark(fig: Any, *, flip: bool, lines: bool) -> None:
+    """Colours where the best trials are dark, as in a one-objective study, and no line white.
+
+    Optuna colours by value with ``Blues`` (dark = high) for a maximized objective, but takes any
+    ``target`` (here: the pick metric of a multi-objective study) as one to minimize: ``flip``
+    turns those colour maps back for a maximized pick. The parallel coordinates' lines start at
+    white, invisible on the white panel (``lines``): the map's lightest fifth is left out.
+    """
+    import numpy as np
+    from matplotlib.colors import ListedColormap, to_rgb
+
+    for ax in fig.axes:
+        if ax.get_label() == "<colorbar>":
+            continue  # a colour bar follows its plot's mappable
+        for mappable in ax.collections:
+            cmap = mappable.get_cmap() if mappable.get_array() is not None else None
+            if cmap is None:
+                continue
+            if flip:
+                cmap = cmap.reversed()
+            if lines:
+                light_first = sum(to_rgb(cmap(0.0))) > sum(to_rgb(cmap(1.0)))
+                cmap = ListedColormap(cmap(np.linspace(0.2, 1.0, 256) if light_first else np.linspace(0.0, 0.8, 256)))
+            if flip or lines:
+                mappable.set_cmap(cmap)
 
 
 def save_laid_out(fig: Any, path: Path, size: tuple[float, float]) -> Path:

@@ -201,6 +201,28 @@ def test_study_plots_leave_the_trial_plots_style_alone(tmp_path):
     assert {k: v for k, v in matplotlib.rcParams.items() if before.get(k) != v and not k.startswith("backend")} == {}
 
 
+@pytest.mark.parametrize("directions", [["maximize"], ["maximize", "minimize"]], ids=["one-objective", "pick-of-two"])
+def test_the_best_trials_are_dark_and_no_line_is_white(tmp_path, figures, directions):
+    """Higher accuracy is darker in the parallel coordinates and the contour, whether accuracy is the
+    only objective or the pick of two (Optuna colours any picked objective as one to minimize);
+    the worst trial's line still shows on the white panel."""
+    from matplotlib.collections import LineCollection
+    from matplotlib.colors import to_rgb
+
+    from nnsearch.tracking.study_plots import write_study_plots
+
+    write_study_plots(_study(directions), tmp_path, metrics=["accuracy", "n_params"][: len(directions)])
+
+    def lightness(mappable, value):
+        return sum(to_rgb(mappable.get_cmap()(mappable.norm(value))))
+
+    lines = next(c for ax in figures["parallel_coordinate.png"].axes for c in ax.collections if isinstance(c, LineCollection))
+    values = lines.get_array()
+    assert lightness(lines, values.max()) < lightness(lines, values.min()) < 2.7  # white is 3.0
+    filled = next(c for ax in figures["contour.png"].axes if ax.get_label() != "<colorbar>" for c in ax.collections if getattr(c, "filled", False))
+    assert lightness(filled, filled.levels.max()) < lightness(filled, filled.levels.min())
+
+
 def test_the_check_catches_a_cut_label_and_small_text():
     from nnsearch.tracking.trial_plots import figure
 
