@@ -29,6 +29,9 @@ Usage:
   python -m nnsearch +study=NAME [KEY=VALUE ...]     run (or resume) a study
   python -m nnsearch +study=NAME --cfg job           print the composed config without running
   python -m nnsearch +study=NAME launch.workers=2    run it in 2 worker processes (launch.gpus=[0,1] for GPUs)
+  python -m nnsearch +study=NAME command=X           X: leaderboard, export (best_config.yaml), seeds (the best
+                                                     config over final.seeds seeds), final (retrain and log the
+                                                     model), make_example_data (an image-folder study's files)
   python -m nnsearch command=storage_server study.storage=postgresql://...   gRPC storage proxy for many workers
   python -m nnsearch --hydra-help                     Hydra's own options (multirun, logging, ...)
 

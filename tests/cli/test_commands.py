@@ -50,3 +50,11 @@ def test_commands_fail_in_one_line_for_an_unknown_command_or_study(run_cli):
     assert unknown.stderr.strip().splitlines() == ["nnsearch: error: Unknown command 'frobnicate'; choose one of run, storage_server, leaderboard, export, seeds, final, make_example_data."]
     missing = run_cli("+study=wine_mlp", "command=leaderboard")
     assert missing.returncode == 2 and "No study 'wine_mlp'" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_help_names_every_command():
+    from nnsearch.cli.commands import COMMANDS
+    from nnsearch.cli.help import help_text
+
+    text = help_text()
+    assert all(name in text for name in COMMANDS), [name for name in COMMANDS if name not in text]
