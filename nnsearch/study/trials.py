@@ -113,6 +113,8 @@ def requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial, max_retry: int
     history = [*trial.system_attrs.get("retry_history", []), trial.number]
     if len(history) > max_retry:
         return False
+    if any(t.system_attrs.get("retry_history") == history for t in study.get_trials(deepcopy=False)):
+        return True  # queued already: two processes (a worker and the launcher) found the same dead trial at once
     original = original_number(trial)
     study.add_trial(
         optuna.trial.create_trial(

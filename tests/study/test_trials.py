@@ -95,3 +95,19 @@ def test_a_resumed_study_must_keep_its_directions():
     open_study("s", storage, directions=["maximize"], sampler=optuna.samplers.RandomSampler(), pruner=None)
     with pytest.raises(NNSearchError, match=r"already exists in this storage with direction\(s\) \['maximize'\], not \['minimize'\]"):
         open_study("s", storage, directions=["minimize"], sampler=optuna.samplers.RandomSampler(), pruner=None)
+
+
+def test_a_dead_trial_found_by_two_processes_is_queued_again_once():
+    """A worker and the launcher may both find the same dead trial: one retry, not two."""
+    import optuna
+
+    from nnsearch.study.trials import requeue
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study()
+    dead = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    study.tell(dead, state=optuna.trial.TrialState.FAIL)
+    frozen = study.trials[0]
+    assert requeue(study, frozen, max_retry=2) and requeue(study, frozen, max_retry=2)
+    waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert len(waiting) == 1 and waiting[0].params == frozen.params and waiting[0].system_attrs["failed_trial"] == 0
