@@ -39,6 +39,7 @@ from typing import Any
 import optuna
 from omegaconf import DictConfig, OmegaConf
 
+from nnsearch.cv.settings import fold_slots
 from nnsearch.cv.splits import fold_seed
 from nnsearch.errors import NNSearchError, TrialFailed
 from nnsearch.fit.pruning import FoldPruned, reopen_trial, trial_id_of, trial_ticket
@@ -73,11 +74,9 @@ def parallel_folds(cfg: DictConfig, n_folds: int, *, per_fold_pruning: bool) -> 
         return max(1, min(count, n_folds))
     accelerator = str(cfg.trainer.accelerator)
     on_gpu = accelerator in ("gpu", "cuda", "mps") or (accelerator == "auto" and torch.cuda.is_available())
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    threads = int(OmegaConf.select(cfg, "runtime.threads", default=None) or 1)
     if on_gpu:
         return 1
-    slots = max(1, cores // threads)
+    slots, threads = fold_slots(cfg)
     return evenly_packed(n_folds, slots) if threads == 1 else min(n_folds, slots)
 
 

@@ -56,7 +56,12 @@ def side_by_side_by_settings(cfg: DictConfig) -> bool:
         return False
     if str(OmegaConf.select(cfg, "trainer.devices", default=1)) not in ("1", "auto", "None"):
         return False
-    if setting != "auto":
-        return True
+    return setting != "auto" or fold_slots(cfg)[0] >= 2
+
+
+def fold_slots(cfg: DictConfig) -> tuple[int, int]:
+    """``(slots, threads)``: how many fold processes of ``runtime.threads`` torch threads each fit
+    on the cores this process may use (at least 1)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return cores // int(OmegaConf.select(cfg, "runtime.threads", default=None) or 1) >= 2
+    threads = int(OmegaConf.select(cfg, "runtime.threads", default=None) or 1)
+    return max(1, cores // threads), threads
