@@ -86,6 +86,7 @@ def _absolute(path: str) -> str:
 
 def main() -> None:
     """The CLI; once it is done, the process leaves without the interpreter's teardown (:mod:`nnsearch.runtime.fast_exit`)."""
+    fast_exit.command()
     try:
         _main()
     except SystemExit as stop:

@@ -32,7 +32,7 @@ def run_study(cfg: DictConfig, *, started: float | None = None) -> Any:
     the running trial is recorded as failed, the parent run KILLED.
     """
     from nnsearch.cv.settings import side_by_side_by_settings
-    from nnsearch.runtime import fork_server
+    from nnsearch.runtime import fast_exit, fork_server
     from nnsearch.study.preflight import check_data_early
     from nnsearch.tracking.store import check_reachable
 
@@ -63,6 +63,7 @@ def run_study(cfg: DictConfig, *, started: float | None = None) -> Any:
         if pool is not None:
             pool.close()
         raise
+    fast_exit.freeze_startup()  # the imports' objects stay out of the exit scan and of every collection
     interruption = Interruption()
     try:
         return _run_and_finish(cfg, p, study, tracker, record, interruption, pool=pool, distributed=distributed, started=started, launch=launch)
