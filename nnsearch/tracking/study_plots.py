@@ -14,7 +14,10 @@ Optuna draws each figure at matplotlib's default 6.4 x 4.8 in, whatever it holds
 resized to its content (the importance bars grow with the parameters, the slice and parallel
 coordinates with their axes, the contour grid with its cells), laid out by matplotlib's
 constrained layout so that no label is cut at the edge, and saved at 100 dpi with text of at
-least 8 pt, readable at the pixel size the MLflow artifact viewer shows.
+least 8 pt, readable at the pixel size the MLflow artifact viewer shows. Parameter names show
+in full (Optuna cuts them at 20 characters in the parallel coordinates), broken after dots
+where a panel is too narrow; integer parameters get whole-number ticks, categories their plain
+values, and a tick label that would touch its neighbour is left out.
 """
 
 from __future__ import annotations
@@ -110,7 +113,7 @@ def fit_to_content(fig: Any, name: str, *, n_params: int, counted: frozenset[str
     Sizes in inches: a row per parameter for the importances, a column per axis for the slice
     and the parallel coordinates, square cells for the contour grid. Log axes that span less
     than two decades get ticks at 1, 2 and 5, and less than one a few plain ticks; on every
-    numeric axis a tick label that would touch its neighbour is left out (:func:`_spaced`);
+    numeric axis a tick label that would touch its neighbour is left out (:func:`_thinned`);
     fonts below ``MIN_FONT`` are raised to it. Axes labelled ``Trial`` or with a name in
     ``counted`` (integer parameters) get whole-number ticks: Optuna's read 0.25, 0.5 for trial
     numbers. Axis labels longer than their panel are wrapped after a dot; the parallel
@@ -143,18 +146,18 @@ def _name_parallel_axes(fig: Any, names: Sequence[str]) -> dict[Any, str]:
     """The parallel coordinates' axes named in full, turned and wrapped after dots; returns each
     twinned axes (one per parameter, with no label of its own) with its parameter's name.
 
-    Optuna cuts names of 20 characters or more to 17 and "..." (``optimizer.weight_...``); the
-    full name is the one of ``names`` that the cut one begins. A twin's right spine stands at
-    the x tick of its parameter, at ``(i + 1) / n`` of the main axes' width.
+    Optuna cuts names of 20 characters or more to 17 and "..." (``optimizer.weight_...``) and
+    puts the objective first, then the parameters in sorted order: a label that is a sorted
+    name, or its start and "...", stands for it (two names cut alike keep their own by their
+    order). A twin's right spine stands at the x tick of its parameter, at ``(i + 1) / n`` of
+    the main axes' width.
     """
     main = fig.axes[0]
     ticks = list(main.get_xticks())
     labels = [label.get_text() for label in main.get_xticklabels()]
-    full = []
-    for label in labels:
-        stem = label[:-3] if label.endswith("...") else None
-        matches = [p for p in names if p == label or (stem is not None and p.startswith(stem))]
-        full.append(matches[0] if len(matches) == 1 else label)
+    full = labels[:1] + sorted(names)
+    if len(full) != len(labels) or not all(name == label or (label.endswith("...") and name.startswith(label[:-3])) for label, name in zip(labels, full)):
+        full = labels  # not labelled as this Optuna version does: left as they are
     main.set_xticks(ticks, [_wrapped(label, PARALLEL_NAME_CHARS) for label in full], rotation=30, ha="right", rotation_mode="anchor")
     twins = {}
     last = len(ticks) - 1
@@ -309,7 +312,7 @@ def _readable_ticks(axis: Any, *, whole: bool) -> None:
 def _spaced_formatter() -> type:
     """A Formatter class (matplotlib imported on first use) that shows another's labels, with
     the quotes taken off string categories (``unquote``: Optuna's slice plot draws their
-    ``repr``, 'relu') and, with ``thin``, only every k-th label where neighbours would touch."""
+    ``repr``, 'relu') and, with ``thin``, without those that would touch (:func:`_thinned`)."""
     import ast
 
     from matplotlib.ticker import Formatter

@@ -264,6 +264,19 @@ def test_the_parallel_coordinates_name_every_parameter_in_full(model_plots):
     assert [label.get_text().replace("\n", "") for label in main.get_xticklabels()] == ["accuracy", *sorted(MODEL_PARAMS)]
 
 
+def test_names_cut_alike_by_optuna_keep_their_own(tmp_path, figures):
+    """Optuna shows both task weights as ``model.task_weigh...``; the plot tells them apart."""
+    from nnsearch.tracking.study_plots import write_study_plots
+
+    names = ["model.task_weights.progression", "model.task_weights.survival", "model.n_layers"]
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(lambda t: t.suggest_float(names[0], 0.1, 10, log=True) - t.suggest_float(names[1], 0.1, 10) + t.suggest_int(names[2], 1, 3), n_trials=8)
+    write_study_plots(study, tmp_path, metrics=["accuracy"])
+    main = figures["parallel_coordinate.png"].axes[0]
+    assert [label.get_text().replace("\n", "") for label in main.get_xticklabels()] == ["accuracy", *sorted(names)]
+    assert readability_problems(figures["parallel_coordinate.png"]) == []
+
+
 def test_integer_parameters_read_in_whole_numbers(model_plots):
     """``model.n_layers`` (1 to 3) reads 1, 2, 3, not 1.25 or 2.50: in the slice and on its axis of
     the parallel coordinates, an unlabelled twin whose spine stands at the parameter's x tick."""
