@@ -85,14 +85,12 @@ def readability_problems(fig) -> list[str]:
     return problems
 
 
-@pytest.fixture
-def figures(monkeypatch):
-    """Every figure that nnsearch saves, by file name, kept after it is written with its layout
-    frozen: drawn again, it is the PNG as written (constrained layout may settle differently on a
-    second draw, e.g. around axes of fixed aspect, and a check would then miss what was cut)."""
+def _keeping(saved):
+    """A ``save_png`` that writes the figure and keeps it in ``saved`` by file name, its layout frozen:
+    drawn again, it is the PNG as written (constrained layout may settle differently on a second
+    draw, e.g. around axes of fixed aspect, and a check would then miss what was cut)."""
     from nnsearch.tracking import trial_plots
 
-    saved = {}
     original = trial_plots.save_png
 
     def keep(fig, path):
@@ -101,7 +99,16 @@ def figures(monkeypatch):
         fig.set_layout_engine("none")
         return written
 
-    monkeypatch.setattr(trial_plots, "save_png", keep)
+    return keep
+
+
+@pytest.fixture
+def figures(monkeypatch):
+    """Every figure that nnsearch saves, by file name, kept after it is written (:func:`_keeping`)."""
+    from nnsearch.tracking import trial_plots
+
+    saved = {}
+    monkeypatch.setattr(trial_plots, "save_png", _keeping(saved))
     return saved
 
 
@@ -186,6 +193,128 @@ def test_study_plots_are_readable(tmp_path, figures, directions, metrics, hidden
     for path in files:
         with Image.open(path) as img:
             assert 500 <= img.width <= 2000 and 300 <= img.height <= 1000, (path.name, img.size)
+
+
+MODEL_PARAMS = ("model.hidden_dim", "model.n_layers", "model.dropout", "model.activation", "optimizer.lr",
+                "optimizer.weight_decay", "model.task_weights.progression")
+
+
+def _model_study(directions, lr=(1e-4, 3e-2), n_trials=15):
+    """A model's search as a user runs it: dotted names of 20 characters and more (Optuna cuts
+    those), integer, log and string-categorical parameters."""
+    rng = np.random.default_rng(1)
+
+    def objective(trial):
+        hidden = trial.suggest_int("model.hidden_dim", 32, 256, log=True)
+        layers = trial.suggest_int("model.n_layers", 1, 3)
+        dropout = trial.suggest_float("model.dropout", 0.0, 0.5)
+        activation = trial.suggest_categorical("model.activation", ["relu", "gelu", "tanh"])
+        rate = trial.suggest_float("optimizer.lr", *lr, log=True)
+        trial.suggest_float("optimizer.weight_decay", 1e-6, 1e-2, log=True)
+        trial.suggest_float("model.task_weights.progression", 0.1, 10, log=True)
+        accuracy = 0.9 - 0.05 * abs(np.log10(rate) + 2.5) + 1e-4 * hidden - 0.1 * dropout + 0.01 * (activation == "gelu") + rng.normal() * 0.01
+        return accuracy if len(directions) == 1 else (accuracy, float(hidden * hidden * layers))
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(directions=directions, sampler=optuna.samplers.RandomSampler(seed=2))
+    study.optimize(objective, n_trials=n_trials)
+    return study
+
+
+@pytest.fixture(scope="module", params=[
+    (["maximize"], (1e-4, 3e-2)),
+    (["maximize", "minimize"], (1e-4, 3e-2)),
+    (["maximize"], (3e-4, 9e-4)),  # inside one decade: plain tick labels, bunched at the top of a log axis
+], ids=["one-objective", "pick-of-two", "narrow-log-range"])
+def model_plots(request, tmp_path_factory):
+    """The study plots of :func:`_model_study` by file name, as written and drawn once for the module."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from nnsearch.tracking import trial_plots
+    from nnsearch.tracking.study_plots import write_study_plots
+
+    directions, lr = request.param
+    saved = {}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(trial_plots, "save_png", _keeping(saved))
+        write_study_plots(_model_study(directions, lr), tmp_path_factory.mktemp("plots"), metrics=["accuracy", "n_params"][: len(directions)], pick="accuracy")
+    for fig in saved.values():
+        FigureCanvasAgg(fig).draw()  # tick labels as in the PNG
+    return saved
+
+
+def _shown_tick_labels(axis):
+    """The major tick labels a reader sees on ``axis`` of a drawn figure (on either side: a twin's
+    are on the right)."""
+    lo, hi = sorted(axis.get_view_interval())
+    return [label.get_text() for tick in axis.get_major_ticks() if lo - 1e-9 <= tick.get_loc() <= hi + 1e-9
+            for label in (tick.label1, tick.label2) if label.get_visible() and label.get_text()]
+
+
+def test_model_study_plots_are_readable(model_plots):
+    assert set(model_plots) >= {"slice.png", "parallel_coordinate.png", "contour.png"}
+    for name, fig in model_plots.items():
+        assert readability_problems(fig) == [], name
+
+
+def test_the_parallel_coordinates_name_every_parameter_in_full(model_plots):
+    """``optimizer.weight_decay``, not Optuna's ``optimizer.weight_...``: two parameters may share
+    the first 17 characters."""
+    main = model_plots["parallel_coordinate.png"].axes[0]
+    assert [label.get_text().replace("\n", "") for label in main.get_xticklabels()] == ["accuracy", *sorted(MODEL_PARAMS)]
+
+
+def test_names_cut_alike_by_optuna_keep_their_own(tmp_path, figures):
+    """Optuna shows both task weights as ``model.task_weigh...``; the plot tells them apart."""
+    from nnsearch.tracking.study_plots import write_study_plots
+
+    names = ["model.task_weights.progression", "model.task_weights.survival", "model.n_layers"]
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(lambda t: t.suggest_float(names[0], 0.1, 10, log=True) - t.suggest_float(names[1], 0.1, 10) + t.suggest_int(names[2], 1, 3), n_trials=8)
+    write_study_plots(study, tmp_path, metrics=["accuracy"])
+    main = figures["parallel_coordinate.png"].axes[0]
+    assert [label.get_text().replace("\n", "") for label in main.get_xticklabels()] == ["accuracy", *sorted(names)]
+    assert readability_problems(figures["parallel_coordinate.png"]) == []
+
+
+def test_integer_parameters_read_in_whole_numbers(model_plots):
+    """``model.n_layers`` (1 to 3) reads 1, 2, 3, not 1.25 or 2.50: in the slice and on its axis of
+    the parallel coordinates, an unlabelled twin whose spine stands at the parameter's x tick."""
+    fig = model_plots["parallel_coordinate.png"]
+    main = fig.axes[0]
+    at = {label.get_text().replace("\n", ""): x for x, label in zip(main.get_xticks(), main.get_xticklabels())}
+    right = main.get_xlim()[1]
+
+    def twin(name):
+        return next(ax for ax in fig.axes if ax is not main and ax.get_shared_x_axes().joined(ax, main)
+                    and abs(ax.spines["right"].get_position()[1] * right - at[name]) < 1e-6)
+
+    axes = {f"parallel {name}": twin(name).yaxis for name in ("model.n_layers", "model.hidden_dim")}
+    axes["slice model.n_layers"] = next(ax.xaxis for ax in model_plots["slice.png"].axes if ax.get_xlabel() == "model.n_layers")
+    for where, axis in axes.items():
+        labels = _shown_tick_labels(axis)
+        assert len(labels) >= 2 and all(float(text.replace("\N{MINUS SIGN}", "-")).is_integer() for text in labels), (where, labels)
+
+
+def test_categories_read_as_the_values_given(model_plots):
+    """relu, not 'relu' (Optuna's slice plot draws each category's repr)."""
+    for name, fig in model_plots.items():
+        for ax in fig.axes:
+            for axis in (ax.xaxis, ax.yaxis):
+                if axis.get_label_text() == "model.activation":
+                    assert sorted(_shown_tick_labels(axis)) == ["gelu", "relu", "tanh"], name
+
+
+def test_a_long_name_stays_under_its_own_slice(model_plots):
+    """``model.task_weights.progression`` would reach under its neighbours' panels: each name stays
+    between the panels on either side of its own."""
+    fig = model_plots["slice.png"]
+    renderer = fig.canvas.get_renderer()
+    panels = sorted((ax for ax in fig.axes if ax.get_label() != "<colorbar>"), key=lambda ax: ax.get_position().x0)
+    assert len(panels) == len(MODEL_PARAMS)
+    for left, ax, right in zip([None, *panels[:-1]], panels, [*panels[1:], None]):
+        box = ax.xaxis.label.get_window_extent(renderer)
+        assert (left.bbox.x1 if left else 0) <= box.x0 and box.x1 <= (right.bbox.x0 if right else fig.bbox.width), ax.get_xlabel()
 
 
 def test_study_plots_leave_the_trial_plots_style_alone(tmp_path):
