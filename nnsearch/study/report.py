@@ -174,7 +174,7 @@ def finish(cfg: DictConfig, record: Any, tracker: Any, p: Prepared, *, reason: s
         else:
             lines.append(f"Best trial {chosen.number}: {metrics_names[0]} = {chosen.value:.4f} ({ranking.directions[0]})")
             for name, value in chosen.params.items():
-                lines.append(f"  {name} = {value}")
+                lines.append(f"  {name} = {leaderboard.short_value(value)}")  # as the leaderboard shows it
         if chosen is not None:
             lines.append(f"Cross-validated metrics of trial {chosen.number} (mean ± std over folds):")
             cv_keys = [key for key in chosen.user_attrs if key.startswith("cv/") and not key.endswith("_std")]

@@ -143,7 +143,7 @@ def format_table(table: list[dict[str, Any]], metrics: list[str], width: int | N
         for name in metrics:
             value, std = row.get(name), row.get(f"{name}_std")
             cells.append(_number(value) + (f" ± {_number(std)}" if std is not None else ""))
-        cells.append(", ".join(f"{k[6:]}={_short(v)}" for k, v in row.items() if k.startswith("param:")))
+        cells.append(", ".join(f"{k[6:]}={short_value(v)}" for k, v in row.items() if k.startswith("param:")))
         lines.append(cells)
     widths = [max(len(header[i]), *(len(c[i]) for c in lines)) for i in range(len(header) - 1)]
     start = sum(widths) + 2 * len(widths)  # where the params column begins
@@ -177,5 +177,6 @@ def _number(value: Any) -> str:
     return str(value)
 
 
-def _short(value: Any) -> str:
+def short_value(value: Any) -> str:
+    """A parameter as the summary prints it: floats to 4 significant digits (best_config.yaml keeps them whole)."""
     return f"{value:.4g}" if isinstance(value, float) else str(value)

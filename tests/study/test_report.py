@@ -307,3 +307,12 @@ def test_the_leaderboard_breaks_params_between_parameters_in_a_narrow_terminal()
         assert all(len(line) <= width for line in narrow.splitlines()), narrow
         # every parameter whole, on some line; nothing lost
         assert [p.rstrip(",") for p in narrow.split() if "=" in p] == [p.rstrip(",") for p in wide.split() if "=" in p]
+
+
+def test_the_summary_prints_the_best_parameters_as_the_leaderboard_rounds_them(run_in_process, capsys):
+    study = run_in_process("+study=wine_mlp", "study.n_trials=2", "cv.folds=2", "trainer.max_epochs=1", "final.retrain=false", "report.study_plots=false",
+                           "tracking.trial_plots=none")
+    out = capsys.readouterr().out
+    lr = study.best_trial.params["optimizer.lr"]
+    assert f"\n  optimizer.lr = {lr:.4g}\n" in out, out
+    assert repr(lr) not in out  # best_config.yaml keeps the whole value; the summary does not spell out 17 digits
