@@ -334,12 +334,13 @@ def wants_predictions(cfg: DictConfig) -> bool:
 def evaluate(module: Any, result: FoldResult, x_val: torch.Tensor, y_val: torch.Tensor, *, device: torch.device, keep_predictions: bool) -> FoldResult:
     """Every metric of the trained ``module`` on the fold's validation rows, into ``result``."""
     from nnsearch.models.module import SupervisedModule
+    from nnsearch.models.multitask import MultiTaskModule
 
     if not result.history:
         raise TrialFailed("no epoch was trained (is trainer.max_epochs at least 1?)")
     module = module.to(device)
     result.metrics = module.evaluate(x_val, y_val)
-    if keep_predictions and isinstance(module, SupervisedModule):
+    if keep_predictions and isinstance(module, (SupervisedModule, MultiTaskModule)):  # multi-task: every head side by side
         result.predictions = fold_predictions(module, x_val, y_val)
     return result
 

@@ -35,7 +35,8 @@ def fold_predictions(module: Any, x_val: Any, y_val: Any, *, batch_size: int = 4
     """Run a trained supervised module over a fold's validation rows.
 
     Args:
-        module: a trained ``SupervisedModule`` (it has ``task`` and ``target_scale``).
+        module: a trained ``SupervisedModule`` (it has ``task`` and ``target_scale``), or a
+            ``MultiTaskModule`` (its heads side by side; split with :func:`target_predictions`).
         x_val: the fold's scaled validation features (any device).
         y_val: the validation targets as the module trains on them (a regression target
             standardized with the training rows' statistics; undone here).
@@ -62,7 +63,35 @@ def predictions_of(module: Any, outputs: Any, y_val: Any) -> Predictions:
     if module.task is Task.REGRESSION:
         mean, std = getattr(module, "target_scale", (0.0, 1.0))
         out, target = out * std + mean, target * std + mean
+    elif module.task is Task.MULTITASK:  # the heads side by side, one target per column: regression ones unscaled
+        out, target = out.copy(), target.astype(np.float64)
+        offset = 0
+        for i, spec in enumerate(module.targets):
+            if spec.task is Task.REGRESSION:
+                mean, std = module.target_scale[i]
+                out[:, offset] = out[:, offset] * std + mean
+                target[:, i] = target[:, i] * std + mean
+            offset += spec.width
     return Predictions(out, target)
+
+
+def target_predictions(pred: Predictions, targets: tuple) -> list[tuple[Any, Predictions]]:
+    """Each target of multi-task predictions (:func:`predictions_of`) with its own :class:`Predictions`:
+    its head's outputs (logits, or the value) and its column of targets (class indices, or values)."""
+    from nnsearch.data.dataset import Task
+
+    out, offset = [], 0
+    for i, spec in enumerate(targets):
+        block = pred.outputs[:, offset : offset + spec.width]
+        column = pred.targets[:, i]
+        offset += spec.width
+        if spec.task is Task.MULTICLASS:
+            out.append((spec, Predictions(block, column.astype(np.int64))))
+        elif spec.task is Task.BINARY:
+            out.append((spec, Predictions(block[:, 0], column.astype(np.int64))))
+        else:
+            out.append((spec, Predictions(block[:, 0], column.astype(np.float64))))
+    return out
 
 
 def pooled(folds: list[Any]) -> Predictions | None:

@@ -116,7 +116,7 @@ def prepare(cfg: DictConfig) -> Prepared:
     pruner = build_pruner(cfg)
     _check_pruner(pruner, objectives)
     cv_metrics = [m for m in objectives.metrics if m not in objectives.model_metrics]
-    epoch_metrics = list(tracking.epoch_metrics or cv_metrics[:1])
+    epoch_metrics = list(tracking.epoch_metrics or cv_metrics)  # each objective's curve (both targets of a multi-task study)
     return Prepared(data=data, test=test, objectives=objectives, space=space, folds=folds, sampler=sampler, grid=grid, pruner=pruner,
                     epoch_metrics=epoch_metrics, warm_start=warm_start, study=study, cv=cv, fit=fit, tracking=tracking, report=report,
                     own_code=own_code)
@@ -302,6 +302,7 @@ def open_study_and_parent(cfg: DictConfig, p: Prepared, *, worker: bool = False,
         trial_plots=p.tracking.trial_plots,
         task=data.task.value if data.task is not None and data.task.is_supervised else None,
         classes=data.classes,
+        targets=getattr(data, "targets", ()),  # multi-task: each target's figures
         background=True,  # a trial's figures are drawn while the next one trains
     )
     if worker:

@@ -112,10 +112,12 @@ class Tracker:
             from the predictions when None.
         classes: class labels for the confusion matrix and one-vs-rest curves.
         background: draw and upload each trial's artifacts in a thread, while the next trial trains.
+        targets: a multi-task data set's target specs: each target gets its own figures.
     """
 
     def __init__(
-        self, uri: str, experiment: str, *, trial_plots: str | bool = "complete", task: str | None = None, classes: tuple = (), background: bool = False
+        self, uri: str, experiment: str, *, trial_plots: str | bool = "complete", task: str | None = None, classes: tuple = (), background: bool = False,
+        targets: tuple = (),
     ) -> None:
         from nnsearch.tracking.trial_plots import PLOT_MODES
 
@@ -123,7 +125,7 @@ class Tracker:
             trial_plots = "complete" if trial_plots else "none"
         if trial_plots not in PLOT_MODES:
             raise NNSearchError(f"tracking.trial_plots must be one of {', '.join(PLOT_MODES)}, got {trial_plots!r}.")
-        self.trial_plots, self.task, self.classes = trial_plots, task, tuple(classes)
+        self.trial_plots, self.task, self.classes, self.targets = trial_plots, task, tuple(classes), tuple(targets)
         self.uri = uri
         check_reachable(uri)
         self.client = open_client(uri)
@@ -240,7 +242,7 @@ class Tracker:
             files.append(out / "config.yaml")
         plots = self.trial_plots == "all" or (self.trial_plots == "complete" and state == "COMPLETE")
         try:
-            files += write_trial_artifacts(folds, out, plots=plots, task=self.task, classes=self.classes)
+            files += write_trial_artifacts(folds, out, plots=plots, task=self.task, classes=self.classes, targets=self.targets)
         except Exception as err:  # a figure must never lose the trial's record
             log.warning("plots of a trial failed: %s", err)
         return files

@@ -10,7 +10,8 @@ Files (the same names in every trial, so MLflow's compare view lines them up):
   precision-recall; one-vs-rest per class for multiclass), ``plots/regression.png``
   (predicted vs true and residuals), each drawn by scikit-learn's display for it
   (``ConfusionMatrixDisplay``, ``RocCurveDisplay`` and ``PrecisionRecallDisplay``,
-  ``PredictionErrorDisplay``), then given the fonts and legends below.
+  ``PredictionErrorDisplay``), then given the fonts and legends below. A multi-task trial has
+  them per target, in ``plots/<target>/``: a class target's two, a numeric target's one.
 
 Readable as the MLflow artifact viewer shows them (at their pixel size): 100 dpi, no text under
 8 pt, constrained layout so no label is cut, legends beside the panels rather than over the curves.
@@ -31,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from nnsearch.fit.predictions import Predictions, pooled
+from nnsearch.fit.predictions import Predictions, pooled, target_predictions
 
 DPI = 100  # the MLflow artifact viewer shows a PNG at its pixel size: 100 dpi makes 8 pt text 11 px tall
 TICK, LABEL, TITLE = 8, 9, 10  # font sizes in points; nothing smaller than 8 pt
@@ -66,7 +67,8 @@ def infer_task(pred: Predictions) -> str:
     return "regression"
 
 
-def write_trial_artifacts(folds: list[Any], out_dir: Path, *, plots: bool = True, task: str | None = None, classes: tuple = ()) -> list[Path]:
+def write_trial_artifacts(folds: list[Any], out_dir: Path, *, plots: bool = True, task: str | None = None, classes: tuple = (),
+                          targets: tuple = ()) -> list[Path]:
     """Write a trial's table and (when ``plots``) figures under ``out_dir``; returns the files.
 
     Args:
@@ -75,6 +77,7 @@ def write_trial_artifacts(folds: list[Any], out_dir: Path, *, plots: bool = True
         plots: draw figures; the table is always written, it costs well under a millisecond.
         task: ``binary``, ``multiclass`` or ``regression``; inferred from the predictions if None.
         classes: class labels, for axis ticks.
+        targets: a multi-task data set's ``TargetSpec``s: each target's figures go to ``plots/<target>/``.
     """
     written = []
     table = fold_table(folds)
@@ -87,13 +90,22 @@ def write_trial_artifacts(folds: list[Any], out_dir: Path, *, plots: bool = True
         written.append(learning_curves(folds, plot_dir / "learning_curves.png"))
     pred = pooled(folds)
     if pred is not None and len(pred.targets):
-        kind = task or infer_task(pred)
-        if kind in ("binary", "multiclass"):
-            written.append(confusion_matrix(pred, plot_dir / "confusion_matrix.png", task=kind, classes=classes))
-            written.append(roc_pr_curves(pred, plot_dir / "roc_pr.png", task=kind, classes=classes))
-        elif kind == "regression":
-            written.append(regression_plots(pred, plot_dir / "regression.png"))
+        if targets:  # multi-task: each target's own figures, in a folder named after it
+            for spec, own in target_predictions(pred, targets):
+                written += _diagnostics(own, plot_dir / spec.name, task=spec.task.value, classes=spec.classes)
+        else:
+            written += _diagnostics(pred, plot_dir, task=task or infer_task(pred), classes=classes)
     return [p for p in written if p is not None]
+
+
+def _diagnostics(pred: Predictions, plot_dir: Path, *, task: str, classes: tuple) -> list[Path | None]:
+    """Confusion matrix and ROC/PR of a class target, or the regression plots of a numeric one."""
+    if task in ("binary", "multiclass"):
+        return [confusion_matrix(pred, plot_dir / "confusion_matrix.png", task=task, classes=classes),
+                roc_pr_curves(pred, plot_dir / "roc_pr.png", task=task, classes=classes)]
+    if task == "regression":
+        return [regression_plots(pred, plot_dir / "regression.png")]
+    return []
 
 
 def fold_table(folds: list[Any]) -> list[dict[str, Any]]:

@@ -55,6 +55,10 @@ def test_a_multitask_study_tunes_both_heads_and_serves_both_targets(run_cli, tmp
         assert {"cv/kind/accuracy", "cv/kind/f1", "cv/value/rmse", "cv/value/r2", "fold0/kind/accuracy", "fold1/value/mae"} <= set(metrics)
         assert 0.0 <= metrics["cv/kind/accuracy"] <= 1.0 and metrics["cv/value/rmse"] > 0
         assert "model.task_weights.value" in child.data.params
+        # each target's own figures, and both objectives' curves
+        assert {a.path for a in client.list_artifacts(child.info.run_id, "plots/kind")} == {"plots/kind/confusion_matrix.png", "plots/kind/roc_pr.png"}
+        assert {a.path for a in client.list_artifacts(child.info.run_id, "plots/value")} == {"plots/value/regression.png"}
+        assert {"val/kind/accuracy", "val/value/rmse"} <= set(metrics)
 
     final = [r for r in client.search_runs([parents[0].info.experiment_id]) if r.data.tags.get("nnsearch.role") == "final"]
     assert len(final) == 1 and {"test/kind/accuracy", "test/value/rmse"} <= set(final[0].data.metrics)

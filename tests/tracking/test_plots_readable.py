@@ -391,3 +391,37 @@ def test_turned_class_names_end_at_their_own_column(tmp_path, figures):
     for label, x in zip(ax.get_xticklabels(), ax.get_xticks()):
         column = ax.transData.transform((x, 0))[0]
         assert abs(label.get_window_extent().x1 - column) < 10, label.get_text()  # its upper end at the column, not in the next
+
+
+def test_a_multitask_trial_draws_each_targets_own_figures(tmp_path, figures):
+    import torch
+
+    from nnsearch.data.dataset import TargetSpec, Task
+    from nnsearch.fit import FoldResult
+    from nnsearch.fit.predictions import fold_predictions
+    from nnsearch.models.multitask import MultiTaskModule
+    from nnsearch.tracking.trial_plots import write_trial_artifacts
+
+    targets = (TargetSpec("kind", Task.MULTICLASS, ("red", "green", "blue")), TargetSpec("sex", Task.BINARY, ("female", "male")),
+               TargetSpec("progression", Task.REGRESSION))
+    torch.manual_seed(0)
+    module = MultiTaskModule(torch.nn.Linear(4, 5), targets, lambda params: torch.optim.SGD(params, lr=0.1), target_scale=((0, 1), (0, 1), (150.0, 50.0)))
+    x = torch.randn(120, 4)
+    y = torch.stack([torch.randint(0, 3, (120,)).float(), torch.randint(0, 2, (120,)).float(), torch.randn(120)], dim=1)
+    folds = []
+    for i in range(2):
+        rows = slice(60 * i, 60 * (i + 1))
+        history = [{"train/loss": 1 / (e + 1), "val/loss": 1.1 / (e + 1), "val/kind/accuracy": 0.5 + e / 50, "val/progression/rmse": 50 - e} for e in range(5)]
+        fold = FoldResult(i, history, {"kind/accuracy": 0.6})
+        fold.predictions = fold_predictions(module, x[rows], y[rows])
+        folds.append(fold)
+
+    files = write_trial_artifacts(folds, tmp_path, task="multitask", targets=targets)
+    written = {p.relative_to(tmp_path).as_posix() for p in files}
+    assert {"plots/learning_curves.png", "plots/kind/confusion_matrix.png", "plots/kind/roc_pr.png", "plots/sex/confusion_matrix.png",
+            "plots/sex/roc_pr.png", "plots/progression/regression.png"} <= written, written
+    # the numeric target in its own units (the module trains on it standardized)
+    truths = np.concatenate([f.predictions.targets[:, 2] for f in folds])
+    assert np.allclose(truths, y[:, 2].numpy() * 50 + 150, atol=1e-4)
+    for name, fig in figures.items():
+        assert readability_problems(fig) == [], name
