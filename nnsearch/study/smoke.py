@@ -17,6 +17,7 @@ trials' business (they fail with their reason and the study goes on).
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -224,7 +225,10 @@ def smoke_own_code(cfg: DictConfig, data: Any, fold: Any, metrics: list[str]) ->
                             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu", devices=1,
                             callbacks=[LoggedHistory(history), *configured_callbacks(cfg)])
         try:
-            trainer.fit(module, train, val)
+            with warnings.catch_warnings():
+                # its two validation batches of a few rows miss classes: torchmetrics' warning would say nothing of the study
+                warnings.filterwarnings("ignore", message=r"No (positive|negative) samples in targets")
+                trainer.fit(module, train, val)
         except NNSearchError:
             raise
         except Exception as err:  # noqa: BLE001 - the user's code may raise anything; it is stated in one line

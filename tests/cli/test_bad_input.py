@@ -357,6 +357,23 @@ def test_every_shipped_study_passes_the_smoke_test(name, tmp_path, tmp_path_fact
     assert not list(tmp_path.iterdir())
 
 
+def test_the_smoke_test_of_an_image_folder_prints_no_warning_about_its_few_rows(tmp_path, tmp_path_factory, monkeypatch):
+    """Its two validation batches miss classes; torchmetrics' warning about that would say nothing true of the study."""
+    import warnings
+
+    from conftest import compose
+
+    from nnsearch.data.example_images import write_digits
+    from nnsearch.study.session import prepare
+
+    monkeypatch.chdir(tmp_path)
+    folder = write_digits(tmp_path_factory.mktemp("images"))  # as command=make_example_data writes it: 10 classes
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        prepare(compose(["+study=digits_folder_cnn", f"data.path={folder}"]))
+    assert not [str(w.message) for w in caught if "samples in targets" in str(w.message)]
+
+
 def test_the_smoke_test_catches_a_nan_loss_naming_the_value(tmp_path, monkeypatch):
     from conftest import compose
 
