@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import lightning as L
 
 from nnsearch.fit.settings import FitSettings
-
-if TYPE_CHECKING:  # the study's own process quiets Lightning without importing it
-    import lightning as L
 
 
 def quiet_lightning() -> None:
