@@ -33,7 +33,8 @@ def main() -> None:
 
     from nnsearch.config.studies import register_studies
     from nnsearch.cv.splits import fold_seed
-    from nnsearch.fit.checkpoint import FoldCheckpoint, FoldCheckpointing
+    from nnsearch.fit.callbacks import FoldCheckpoint
+    from nnsearch.fit.checkpoint import FoldCheckpointing
     from nnsearch.fit.fold import fit_fold
     from nnsearch.fit.settings import DEFAULT_EVERY, CheckpointEvery
     from nnsearch.study.session import prepare

@@ -11,11 +11,15 @@ import sys
 import time
 from pathlib import Path
 
-from nnsearch.runtime import fast_exit
+from nnsearch.runtime import fast_exit, fork_server
+from nnsearch.runtime.user_code import share_folder
 
 fast_exit.arm()  # before Hydra and the libraries it imports register their exit handlers
 IMPORTED = time.time()  # when this module began: the interpreter started a moment before
 INTERPRETER_START_S = 5.0  # a process older than this when this module began was another program first (a shell's exec)
+if __name__ == "__main__":  # python -m nnsearch: the fold processes' imports begin before Hydra's (else in main())
+    share_folder()  # the user's own packages (./mylab) importable here and in every process the study starts
+    fork_server.boot_for(sys.argv[1:])
 
 import hydra  # noqa: E402
 from hydra.errors import HydraException  # noqa: E402
@@ -23,8 +27,7 @@ from omegaconf import DictConfig  # noqa: E402
 from omegaconf.errors import OmegaConfBaseException  # noqa: E402
 
 from nnsearch.config.resources import conf_dir  # noqa: E402
-from nnsearch.config.studies import register_studies  # noqa: E402
-from nnsearch.runtime.user_code import share_folder  # noqa: E402
+from nnsearch.config.studies import register_studies, requested_studies  # noqa: E402
 
 CONF_DIR = str(conf_dir())  # the repository's conf/, or the installed package's copy (nnsearch.config.resources)
 FULL_ERROR = "HYDRA_FULL_ERROR"  # "1": Hydra raises composition errors instead of printing them
@@ -92,6 +95,8 @@ def main() -> None:
     except SystemExit as stop:
         fast_exit.record(stop.code)
         raise
+    finally:
+        fork_server.stop()
     fast_exit.record(0)
 
 
@@ -103,7 +108,8 @@ def _main() -> None:
         return
     sys.argv = absolute_config_path(sys.argv)
     share_folder()  # the user's own packages (./mylab) importable here and in every process the study starts
-    register_studies()
+    fork_server.boot_for(sys.argv[1:])  # the fold processes' imports, on another core, from now on
+    register_studies(requested_studies(sys.argv[1:]))
     _composing["lent"] = FULL_ERROR not in os.environ
     if _composing["lent"]:
         os.environ[FULL_ERROR] = "1"

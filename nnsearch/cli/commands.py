@@ -132,7 +132,7 @@ def _tracker_of(record: Any, ran: DictConfig) -> Any:
 def seeds(cfg: DictConfig) -> None:
     """Cross-validate (and test) the chosen configuration with several seeds: is it robust?"""
     from nnsearch.study.session import prepare
-    from nnsearch.study.final_model import final_epochs, fit_final
+    from nnsearch.study.final_fit import final_epochs, fit_final
     from nnsearch.study.objective import summarize_folds
     from nnsearch.study.report import best_config, output_dir
     from nnsearch.tracking.trial_plots import write_csv

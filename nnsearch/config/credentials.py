@@ -49,11 +49,11 @@ _known: set[str] = set()
 
 def password(url: Any) -> str | None:
     """The (decoded) password of ``url``, or None for a URL without one or a path."""
+    if not url or "://" not in str(url) or "@" not in str(url):  # no user part, no password (and no SQLAlchemy import at start-up)
+        return None
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
-    if not url or "://" not in str(url):
-        return None
     try:
         return make_url(str(url)).password or None
     except (ArgumentError, ValueError):

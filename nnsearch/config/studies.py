@@ -44,8 +44,22 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("multiply", lambda a, b: a * b)
 
 
-def register_studies() -> None:
+def requested_studies(argv: list[str]) -> set[str]:
+    """The study names a command line selects: ``+study=NAME``, ``study=A,B`` (a sweep); empty when it selects none."""
+    names: set[str] = set()
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if sep and key.lstrip("+~") == "study":
+            names.update(v.strip() for v in value.split(","))
+    return names
+
+
+def register_studies(only: set[str] | None = None) -> None:
     """Make every study file selectable as ``+study=NAME`` (and register nnsearch's resolvers).
+
+    ``only``: the names the command line selects (:func:`requested_studies`). When each is a study
+    file, only those files are read (reading all of them takes a large share of a second at every
+    start); otherwise every one is, so that Hydra's error lists the choices.
 
     A file that is not a YAML mapping is registered too, as a config holding only
     :data:`STUDY_FILE_ERROR` (what is wrong with it): a stray file in ``./studies`` must not break
@@ -55,7 +69,10 @@ def register_studies() -> None:
 
     register_resolvers()
     store = ConfigStore.instance()
-    for name, file in study_files().items():
+    files = study_files()
+    if only and only <= files.keys():
+        files = {name: files[name] for name in sorted(only)}
+    for name, file in files.items():
         problem, node = _read(file)
         if problem is not None:
             store.store(group="study", name=name, node={STUDY_FILE_ERROR: problem}, package="_global_", provider=str(file.parent))

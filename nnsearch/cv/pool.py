@@ -53,7 +53,7 @@ def parallel_folds(cfg: DictConfig, n_folds: int, *, per_fold_pruning: bool) -> 
     """How many folds to train at once: ``cv.parallel`` resolved (``auto`` or a count)."""
     import torch
 
-    from nnsearch.fit import ddp
+    from nnsearch.fit.settings import world_size
 
     setting = OmegaConf.select(cfg, "cv.parallel", default=1)
     if setting in (None, 1, "1"):
@@ -66,7 +66,7 @@ def parallel_folds(cfg: DictConfig, n_folds: int, *, per_fold_pruning: bool) -> 
             count = 0
         if count < 1:
             raise NNSearchError(f"cv.parallel must be 'auto' or a positive integer, got {setting!r}.")
-    if per_fold_pruning or ddp.world_size(cfg) > 1:
+    if per_fold_pruning or world_size(cfg) > 1:
         # the Wilcoxon pruner judges each finished fold before the next starts; a DDP fit spawns its own processes
         log.info("cv.parallel=%s: folds run in turn (%s)", setting, "pruner=wilcoxon" if per_fold_pruning else "trainer.devices > 1")
         return 1
@@ -132,7 +132,7 @@ class FoldPool:
     def fit_folds(self, cfg: DictConfig, *, seed: int, epoch_metrics: list[str], trial: Any, monitor: str | None, results: list,
                   checkpoints: Any = None) -> list:
         """Like :meth:`nnsearch.cv.in_turn.InTurn.fit_folds`: ``results`` gets every fold's result (in fold order) as they finish."""
-        from nnsearch.fit.fold import FoldResult
+        from nnsearch.fit.result import FoldResult
 
         n = self._n_splits
         ticket = trial_ticket(trial)
@@ -200,6 +200,15 @@ class FoldPool:
         """
         with stop_signals_blocked():  # a process replacing a dead one must not see Ctrl-C either
             return self._executor.submit(fn, *args, **kwargs)
+
+    def submit_on_data(self, fn: Any, *args: Any, **kwargs: Any) -> Future:
+        """``fn(data, *args, **kwargs)`` in one of the fold processes, with the study's data set they hold (sent once, at start)."""
+        return self.submit(_on_data, fn, *args, **kwargs)
+
+    def smoke_test(self, cfg: DictConfig, space: Any) -> Future:
+        """The study's smoke test (:func:`nnsearch.study.smoke.smoke_test`) on fold 0, in one of the fold processes:
+        they have Lightning imported already, and the study's own process then never imports it."""
+        return self.submit(_smoke_test, cfg, space)
 
     def close(self) -> None:
         self._stop.set()
@@ -315,6 +324,16 @@ def _init_process(handoff: str, threads: int, stop: Any, environ: dict[str, str]
 
 def _ready() -> bool:
     return True
+
+
+def _on_data(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    return fn(_STATE["data"], *args, **kwargs)
+
+
+def _smoke_test(cfg: DictConfig, space: Any) -> None:
+    from nnsearch.study.smoke import smoke_test
+
+    smoke_test(cfg, _STATE["data"], _STATE["folds"].get(0), space)
 
 
 class _Stopped(Exception):

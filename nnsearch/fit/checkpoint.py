@@ -29,14 +29,12 @@ import os
 import random
 import re
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Checkpoint
 
 from nnsearch.fit.settings import CheckpointEvery
 
@@ -152,81 +150,3 @@ def set_rng_states(states: dict[str, Any]) -> None:
     random.setstate(states["python"])
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
-
-
-class FoldCheckpoint(Checkpoint):
-    """Saves the fold's state with ``trainer.save_checkpoint`` every ``every`` epochs or seconds.
-
-    A ``Checkpoint`` subclass, so both engines run it after early stopping at an epoch's end (its
-    counters are then up to date). Its own ``state_dict`` carries what Lightning's checkpoint lacks
-    for an exact resume (see the module docstring); the random states are put back at
-    ``on_train_start``, after the module, optimizer and callbacks were restored and just before
-    the first resumed epoch draws from them.
-    """
-
-    def __init__(self, checkpointing: FoldCheckpointing, history: list[dict[str, float]], batches: Any) -> None:
-        self.checkpointing, self.history, self.batches = checkpointing, history, batches
-        self.engine = "lightning"
-        self.restored_epochs = 0  # epochs read back from a checkpoint (0: the fold started afresh)
-        self._rng: dict[str, Any] | None = None
-        self._last_save = time.monotonic()
-        self._save_seconds = 0.0
-
-    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
-        from nnsearch.fit.fast import TrainerView
-
-        self.engine = "fast" if isinstance(trainer, TrainerView) else "lightning"
-
-    @property
-    def _generator(self) -> torch.Generator | None:
-        """The training batches' own shuffling generator (in-memory batches, or a DataLoader given one)."""
-        generator = getattr(self.batches, "generator", None)
-        return generator if isinstance(generator, torch.Generator) else None
-
-    def state_dict(self) -> dict[str, Any]:
-        generator = self._generator
-        return {"history": [dict(row) for row in self.history], "rng": rng_states(),
-                "generator": generator.get_state() if generator is not None else None,
-                "passes": getattr(self.batches, "epoch", None)}  # TensorBatches: passes over a DDP rank's sampler
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.history[:] = state_dict["history"]
-        self.restored_epochs = len(self.history)
-        self._rng = state_dict["rng"]
-        generator = self._generator
-        if generator is not None and state_dict.get("generator") is not None:
-            generator.set_state(state_dict["generator"])
-        if state_dict.get("passes") is not None and hasattr(self.batches, "epoch"):
-            self.batches.epoch = state_dict["passes"]
-
-    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
-        if self._rng is not None:
-            set_rng_states(self._rng)
-            self._rng = None
-        self._last_save = time.monotonic()
-
-    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-        epoch = trainer.current_epoch
-        if trainer.should_stop or epoch + 1 >= trainer.max_epochs:
-            return  # the fold ends now: its result is recorded instead
-        every = self.checkpointing.every
-        if every.epochs:
-            due = (epoch + 1) % every.epochs == 0
-        else:
-            waited = time.monotonic() - self._last_save
-            due = waited >= max(every.seconds, self._save_seconds / MAX_COST)
-            due = bool(trainer.strategy.broadcast(due))  # DDP ranks decide together: saving is collective
-        if due:
-            self.save(trainer)
-
-    def save(self, trainer: Any) -> None:
-        started = time.monotonic()
-        path = self.checkpointing.path(self.engine)
-        if trainer.is_global_zero:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        trainer.save_checkpoint(tmp)  # every rank takes part; rank 0 writes
-        if trainer.is_global_zero:
-            os.replace(tmp, path)
-        self._last_save = time.monotonic()
-        self._save_seconds = self._last_save - started

@@ -35,33 +35,15 @@ from typing import Any
 
 import lightning as L
 import torch
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig
 
 from nnsearch.data.batches import TensorBatches
-from nnsearch.errors import NNSearchError, TrialFailed
+from nnsearch.errors import TrialFailed
 from nnsearch.runtime.interrupt import die_with_parent, stop_signals_blocked
 from nnsearch.fit.pruning import trial_ticket
+from nnsearch.fit.settings import world_size
 
 log = logging.getLogger("nnsearch")
-
-
-def world_size(cfg: DictConfig) -> int:
-    """Processes per fold: ``trainer.devices`` as a count or a list of device indices (``-1``: all GPUs)."""
-    if int(cfg.trainer.get("num_nodes") or 1) > 1:
-        raise NNSearchError("trainer.num_nodes > 1 is not supported: a trial runs on one machine; spread trials over machines with launch workers.")
-    devices = cfg.trainer.devices
-    if isinstance(devices, (list, tuple, ListConfig)):
-        return len(devices)
-    if isinstance(devices, str):
-        devices = devices.strip()
-        if "," in devices:
-            return len([d for d in devices.split(",") if d.strip()])
-        if devices in ("auto", "-1"):
-            return max(1, torch.cuda.device_count()) if cfg.trainer.accelerator in ("auto", "gpu", "cuda") else 1
-        devices = int(devices)
-    if devices == -1:
-        return max(1, torch.cuda.device_count())
-    return int(devices)
 
 
 def _free_port() -> int:
@@ -137,7 +119,7 @@ class DDPPruning(L.Callback):
     """Rank 0 reports to the trial and asks the pruner; the decision is broadcast to every rank."""
 
     def __init__(self, trial: Any, monitor: str, fold: int, max_epochs: int) -> None:
-        from nnsearch.fit.pruning import FoldPruning
+        from nnsearch.fit.callbacks import FoldPruning
 
         self.single = FoldPruning(trial, monitor, fold, max_epochs)
         self.pruned: BaseException | None = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import lightning as L
@@ -24,9 +24,10 @@ from nnsearch.fit.logged import EngineUnsupported
 from nnsearch.fit.settings import FitSettings
 from nnsearch.fit.trainer import fit as trainer_fit
 from nnsearch.fit.trainer import make_trainer
-from nnsearch.fit.predictions import Predictions, fold_predictions
-from nnsearch.fit.checkpoint import FoldCheckpoint, FoldCheckpointing
-from nnsearch.fit.pruning import FoldPruning
+from nnsearch.fit.predictions import fold_predictions
+from nnsearch.fit.callbacks import FoldCheckpoint, FoldPruning
+from nnsearch.fit.checkpoint import FoldCheckpointing
+from nnsearch.fit.result import FoldResult
 
 if TYPE_CHECKING:
     from nnsearch.data.fold import Fold
@@ -34,20 +35,6 @@ if TYPE_CHECKING:
 VAL_BATCH = 4096
 log = logging.getLogger("nnsearch")
 _fallbacks_logged: set[str] = set()
-
-
-@dataclass
-class FoldResult:
-    index: int
-    history: list[dict[str, float]] = field(default_factory=list)
-    metrics: dict[str, float] = field(default_factory=dict)
-    predictions: Predictions | None = None  # validation outputs for the per-trial plots
-    restored_epochs: int = 0  # epochs read back from a checkpoint of an earlier attempt (nnsearch.fit.checkpoint)
-    restored_whole: bool = False  # the whole fold was read back: it had finished in an earlier attempt
-
-    @property
-    def epochs(self) -> int:
-        return len(self.history)
 
 
 @dataclass(frozen=True)
@@ -183,7 +170,7 @@ def fit_fold(
 def _restore_finished(result: FoldResult, done: FoldResult, trial: Any, monitor: str | None, epochs_per_fold: int) -> None:
     """A fold finished by an earlier attempt of the trial: its result, and its epochs reported again to the trial
     (a retry is a new Optuna trial: the pruner compares it on the steps the first attempt reported)."""
-    from nnsearch.fit.pruning import report_history
+    from nnsearch.fit.callbacks import report_history
 
     result.history[:] = done.history
     result.metrics, result.predictions = done.metrics, done.predictions
@@ -210,7 +197,7 @@ def fit_one_fold(cfg: DictConfig, data: Any, fold: Any, settings: FitSettings, *
     rank's ``DistributedSampler`` share, the pruning decision is rank 0's, broadcast to all, and only
     rank 0 scores the fold (a pruned fold raises its ``FoldPruned`` there). With ``checkpoint`` the fit
     saves its state as it goes and resumes from a checkpoint an earlier attempt left
-    (:class:`nnsearch.fit.checkpoint.FoldCheckpoint`).
+    (:class:`nnsearch.fit.callbacks.FoldCheckpoint`).
 
     A user's LightningModule is scored by the values it logs (:mod:`nnsearch.models.user`), and
     also by nnsearch's standard metrics of the task when its outputs fit them; one of nnsearch's
@@ -219,7 +206,8 @@ def fit_one_fold(cfg: DictConfig, data: Any, fold: Any, settings: FitSettings, *
     from nnsearch.fit import ddp
     from nnsearch.models.build import build_module
     from nnsearch.models.distill import fold_teacher_logits
-    from nnsearch.models.user import LoggedHistory, build_user_module, is_user_module
+    from nnsearch.fit.callbacks import LoggedHistory
+    from nnsearch.models.user import build_user_module, is_user_module
 
     own_module, own_data = is_user_module(cfg.model), hasattr(fold, "train_rows")
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import lightning as L
 import optuna
 
 
@@ -38,50 +37,6 @@ class FoldPruned(optuna.TrialPruned):
 
     def __reduce__(self) -> tuple[Any, ...]:  # crosses process boundaries (fold processes, DDP ranks)
         return (type(self), (self.fold, self.epoch, self.step, str(self)))
-
-
-class FoldPruning(L.Callback):
-    """Reports the fold's validation objective to the trial after each validation; raises :class:`FoldPruned`.
-
-    Unlike optuna-integration's callback, a missing metric is an error that lists the metrics
-    logged, and the step encodes the fold (:func:`step_of`), so reports of several folds never
-    collide. The value is the module's newest ``history`` row when it keeps one (nnsearch's
-    families), else Lightning's ``trainer.callback_metrics``.
-    """
-
-    def __init__(self, trial: Any, monitor: str, fold: int, epochs_per_fold: int, *, history: list[dict[str, float]] | None = None) -> None:
-        self.trial, self.monitor, self.fold, self.epochs_per_fold = trial, monitor, fold, epochs_per_fold
-        self.history = history  # the fold's rows; those restored from a checkpoint are reported again at the start
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.history:  # a fold resumed from a checkpoint (nnsearch.fit.checkpoint): a retry is a new trial
-            report_history(self.trial, self.monitor, self.fold, self.history, self.epochs_per_fold)
-
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking:
-            return
-        history = getattr(pl_module, "history", None)
-        logged = history[-1] if history else {k: float(v) for k, v in trainer.callback_metrics.items()}
-        if self.monitor not in logged:
-            raise KeyError(f"pruning metric '{self.monitor}' was not logged; logged: {', '.join(logged) or 'nothing'}")
-        epoch = len(history) - 1 if history else trainer.current_epoch
-        step = step_of(self.fold, epoch, self.epochs_per_fold)
-        self.trial.report(float(logged[self.monitor]), step)
-        if self.trial.should_prune():
-            raise FoldPruned(self.fold, epoch, step)
-
-
-def report_history(trial: Any, monitor: str | None, fold: int, history: list[dict[str, float]], epochs_per_fold: int) -> None:
-    """Report epochs trained by an earlier attempt of the trial (restored from its checkpoints) to ``trial``, unjudged.
-
-    The earlier attempt passed the pruner at each of them; reporting them again gives the retry's
-    pruner the same curve to judge its next steps against.
-    """
-    if trial is None or monitor is None:
-        return
-    for epoch, row in enumerate(history):
-        if monitor in row:
-            trial.report(float(row[monitor]), step_of(fold, epoch, epochs_per_fold))
 
 
 TrialTicket = tuple[str, int, Any]  # (study name, trial number, pruner): what a helper process needs to reopen a trial

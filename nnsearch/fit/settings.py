@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from nnsearch.errors import NNSearchError
 
@@ -161,3 +161,24 @@ def _check_trainer_arguments(target: str, extra: dict[str, Any]) -> None:
     reserved = sorted(k for k in extra if k in RESERVED)
     if reserved:
         raise NNSearchError(f"trainer.{reserved[0]} is set by nnsearch for every fold (use the callbacks group for callbacks).")
+
+
+def world_size(cfg: DictConfig) -> int:
+    """Processes per fold (:mod:`nnsearch.fit.ddp`): ``trainer.devices`` as a count or a list of device indices (``-1``: all GPUs)."""
+    if int(cfg.trainer.get("num_nodes") or 1) > 1:
+        raise NNSearchError("trainer.num_nodes > 1 is not supported: a trial runs on one machine; spread trials over machines with launch workers.")
+    import torch
+
+    devices = cfg.trainer.devices
+    if isinstance(devices, (list, tuple, ListConfig)):
+        return len(devices)
+    if isinstance(devices, str):
+        devices = devices.strip()
+        if "," in devices:
+            return len([d for d in devices.split(",") if d.strip()])
+        if devices in ("auto", "-1"):
+            return max(1, torch.cuda.device_count()) if cfg.trainer.accelerator in ("auto", "gpu", "cuda") else 1
+        devices = int(devices)
+    if devices == -1:
+        return max(1, torch.cuda.device_count())
+    return int(devices)

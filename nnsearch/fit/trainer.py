@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import Any
-
-import lightning as L
+from typing import TYPE_CHECKING, Any
 
 from nnsearch.fit.settings import FitSettings
+
+if TYPE_CHECKING:  # the study's own process quiets Lightning without importing it
+    import lightning as L
 
 
 def quiet_lightning() -> None:

@@ -48,15 +48,28 @@ def run_study(cfg: DictConfig, *, started: float | None = None) -> Any:
     if not distributed and side_by_side_by_settings(cfg):
         fork_server.boot()  # the fold processes' imports, on the other core, while this process imports the same below
     from nnsearch.runtime.interrupt import Interruption
-    from nnsearch.study.session import open_study_and_parent, prepare, start_fold_pool
+    from nnsearch.study.session import open_study_and_parent, prepare, smoke_test, start_fold_pool
+    from nnsearch.tracking.store import StoreAhead, import_mlflow
 
-    p = prepare(cfg)
+    p = prepare(cfg, smoke=False)
     if launch.backend == "ray":
         from nnsearch.launch.ray_workers import connect
 
         connect(cfg)  # the cluster is joined (and a storage its nodes cannot share refused) before the study opens
-    # the fold processes boot (imports, data) while this process opens the study and the MLflow store
-    pool = None if distributed else start_fold_pool(cfg, p)
+    # while the fork server imports Lightning: MLflow imported here, a new store's tables built under a private name
+    import_mlflow()
+    store = StoreAhead.build(p.tracking.absolute_uri)
+    pool = None if distributed else start_fold_pool(cfg, p)  # its processes are forked once the server is ready
+    try:
+        smoke_test(cfg, p, pool)  # in a fold process when there are some: this process never imports Lightning
+    except BaseException:
+        if store is not None:
+            store.drop()
+        if pool is not None:
+            pool.close()
+        raise
+    if store is not None:
+        store.place()
     try:
         study, tracker, record = open_study_and_parent(cfg, p, workers=launch.n_workers)
     except BaseException:

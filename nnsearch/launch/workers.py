@@ -92,7 +92,7 @@ def check_launch(cfg: DictConfig) -> None:
     if launch.get("gpus") and int(launch.workers_per_gpu) < 1:
         raise NNSearchError(f"launch.workers_per_gpu must be at least 1, got {launch.workers_per_gpu}.")
     if launch.get("gpus"):
-        from nnsearch.fit.ddp import world_size
+        from nnsearch.fit.settings import world_size
 
         need, groups = world_size(cfg), [_gpu_group(g) for g in launch.gpus]
         short = [g for g in groups if len(g.split(",")) < need]

@@ -15,6 +15,9 @@ The unsupervised tasks take other "outputs":
   does not move with the generator) and ``c2st_auc``, the ROC AUC of a classifier two-sample test:
   gradient-boosted trees, cross-validated, telling generated from real rows. 0.5 means
   indistinguishable; both are minimized. The adversarial losses are never the objective.
+
+torchmetrics is imported where metrics are computed, not at the top: the study's own process only
+names and resolves metrics here, and never imports torchmetrics or Lightning.
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torchmetrics import functional as tmf
 
 from nnsearch.data.dataset import Task
 from nnsearch.errors import NNSearchError
@@ -77,6 +79,8 @@ def resolve_objective(metric: str, direction: str | None, task: Task) -> str:
 
 
 def _regression(outputs: torch.Tensor, target: torch.Tensor, n_classes: int) -> dict:
+    from torchmetrics import functional as tmf
+
     mse = lambda: tmf.mean_squared_error(outputs, target).item()  # noqa: E731
     return {
         "mse": mse,
@@ -87,6 +91,8 @@ def _regression(outputs: torch.Tensor, target: torch.Tensor, n_classes: int) -> 
 
 
 def _binary(outputs: torch.Tensor, target: torch.Tensor, n_classes: int) -> dict:
+    from torchmetrics import functional as tmf
+
     prob = torch.sigmoid(outputs)
     pred = (prob >= 0.5).long()
     # precision/recall/F1 macro-averaged over the two classes, as for multiclass
@@ -102,6 +108,8 @@ def _binary(outputs: torch.Tensor, target: torch.Tensor, n_classes: int) -> dict
 
 
 def _multiclass(outputs: torch.Tensor, target: torch.Tensor, n_classes: int) -> dict:
+    from torchmetrics import functional as tmf
+
     prob = torch.softmax(outputs, dim=-1)
     stat = {"task": "multiclass", "num_classes": n_classes, "validate_args": False}
     return {
@@ -119,6 +127,8 @@ def _reconstruction(errors: torch.Tensor, target: torch.Tensor, n_classes: int) 
 
 
 def _anomaly(errors: torch.Tensor, target: torch.Tensor, n_classes: int) -> dict:
+    from torchmetrics import functional as tmf
+
     scores = errors / (1 + errors)  # into [0, 1) without changing the order, so no sigmoid is applied
     both = bool((target == 0).any() and (target == 1).any())
     auc = lambda f: f().item() if both else float("nan")  # noqa: E731 - undefined with one class

@@ -1,6 +1,6 @@
 """A user's own LightningModule (``model=lightning``): built by Hydra, trained as under ``lightning.Trainer``.
 
-nnsearch reads what the module logs with ``self.log``: :class:`LoggedHistory` keeps every
+nnsearch reads what the module logs with ``self.log``: :class:`nnsearch.fit.callbacks.LoggedHistory` keeps every
 epoch's ``trainer.callback_metrics`` as the fold's history, which becomes the trial's MLflow
 curves and the fold's score (the last epoch's or the best epoch's, ``cv.fold_score``).
 """
@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from nnsearch.errors import NNSearchError
+
+if TYPE_CHECKING:
+    import lightning as L
 
 
 def is_user_module(model: DictConfig) -> bool:
@@ -24,6 +26,8 @@ def is_user_module(model: DictConfig) -> bool:
 
 
 def build_user_module(model: DictConfig) -> L.LightningModule:
+    import lightning as L
+
     from nnsearch.config.building import instantiate_node
 
     module = instantiate_node("model.module", OmegaConf.to_container(model.module, resolve=True))
@@ -31,27 +35,6 @@ def build_user_module(model: DictConfig) -> L.LightningModule:
         raise NNSearchError(f"model.module._target_={model.module._target_} built a {type(module).__name__}, not a LightningModule "
                             "(for a plain nn.Module use model=net).")
     return module
-
-
-class LoggedHistory(L.Callback):
-    """Appends what the module logged for each validated epoch (``trainer.callback_metrics``) to ``history``.
-
-    Values are the epoch-level ones exactly as Lightning reduces them; ``*_step`` forks of
-    ``on_step`` values are left out (they hold only the epoch's last batch).
-    """
-
-    def __init__(self, history: list[dict[str, float]]) -> None:
-        self.history = history
-
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking:
-            return
-        self.history.append(epoch_values(trainer.callback_metrics))
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Validation runs before the training epoch ends: the epoch's training values join its row here."""
-        if self.history:
-            self.history[-1].update(epoch_values(trainer.callback_metrics))
 
 
 def epoch_values(logged: Mapping[str, Any]) -> dict[str, float]:

@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from nnsearch.cv.in_turn import InTurn
 from nnsearch.cv.splits import FoldCache
 from nnsearch.data.dataset import Dataset
 from nnsearch.errors import NNSearchError, TrialFailed, TrialSkipped
@@ -21,7 +20,7 @@ from nnsearch.config.credentials import redacted_yaml
 from nnsearch.study.trials import CLAIMED, mark_owner, original_number, requeue
 from nnsearch.fit.checkpoint import TrialCheckpoints, trial_folder
 from nnsearch.tracking.runs import TRIAL_RUN_ATTR, Tracker
-from nnsearch.fit.fold import FoldResult
+from nnsearch.fit.result import FoldResult
 from nnsearch.fit.pruning import FoldPruned
 
 log = logging.getLogger("nnsearch")
@@ -94,7 +93,11 @@ class Objective:
         # per-epoch updates only feed the live status line; plain and off modes skip the call
         on_epoch = progress.epoch_end if progress is not None and progress.mode == "live" else None
         # folds side by side in processes (cv.parallel), or in turn in this process
-        self.executor = fold_pool if fold_pool is not None else InTurn(data, folds, on_epoch=on_epoch)
+        if fold_pool is None:
+            from nnsearch.cv.in_turn import InTurn  # folds trained here: this process imports Lightning
+
+            fold_pool = InTurn(data, folds, on_epoch=on_epoch)
+        self.executor = fold_pool
         self.sampler_name, self.pruner_name = type_name(cfg.sampler), type_name(cfg.pruner)
         self.enumerating = self.sampler_name in ("GridSampler", "BruteForceSampler")
         from nnsearch.fit.checkpoint import checkpoint_root

@@ -121,10 +121,10 @@ def finish(cfg: DictConfig, record: Any, tracker: Any, p: Prepared, *, reason: s
     and close the parent run as FINISHED. ``record``: the study's :class:`~nnsearch.study.record.StudyRecord`.
 
     ``helper``: the study's :class:`~nnsearch.cv.pool.FoldPool`, if it has one. Its processes
-    are idle once the trials are done, so one of them draws the study plots (~3 s: fANOVA and its
-    scikit-learn imports, constrained layout, PNG encoding) while this process retrains and logs
-    the final model (~1.5 s for a small model); without it, or if it fails to start them, the
-    plots are drawn here first, as before. Either way they are in ``plots/`` before the parent
+    are idle once the trials are done, so two of them draw the study plots (seconds of CPU: fANOVA,
+    constrained layout, PNG encoding; :data:`~nnsearch.tracking.study_plots.PLOT_GROUPS`) and
+    another retrains the final model, which this process then logs; without them, or if they fail
+    to start, the plots are drawn here first. Either way they are in ``plots/`` before the parent
     run's artifacts are uploaded.
     """
     from optuna.trial import TrialState
@@ -194,7 +194,7 @@ def finish(cfg: DictConfig, record: Any, tracker: Any, p: Prepared, *, reason: s
                 lines.append(f"Leaderboard (top {min(top_k, len(ranking.trials))} of {len(ranking.trials)} complete trials):")
                 lines.append(leaderboard.format_table(table[:top_k], ranking.metrics, width=leaderboard.stdout_width()))
         if chosen is not None and _setting(cfg, "final.retrain", True):
-            lines += final_model(cfg, tracker, record, p, ranking, metrics)
+            lines += final_model(cfg, tracker, record, p, ranking, metrics, helper=helper)
         if plots is not None:
             _wait_for_study_plots(plots, study, artifacts / "plots", metrics_names, ranking.pick_metric)
         tags = {"state": "finished", "stop_reason": reason, "trials.complete": counts["complete"], "trials.pruned": counts["pruned"], "trials.failed": counts["fail"]}
@@ -214,12 +214,13 @@ def finish(cfg: DictConfig, record: Any, tracker: Any, p: Prepared, *, reason: s
 
 
 def _start_study_plots(cfg: DictConfig, study: Any, out_dir: Path, metrics: list[str], pick: str, helper: Any) -> Any:
-    """The study plots, drawn by ``helper`` (a Future of their paths), or here (None) when there is no helper."""
-    from nnsearch.tracking.study_plots import write_stored_study_plots, write_study_plots
+    """The study plots, drawn by two of ``helper``'s processes (Futures of their paths), or here (None) when there is no helper."""
+    from nnsearch.tracking.study_plots import PLOT_GROUPS, write_stored_study_plots, write_study_plots
 
     if helper is not None:
         try:
-            return helper.submit(write_stored_study_plots, cfg.study.storage, study.study_name, out_dir, metrics=metrics, pick=pick)
+            return [helper.submit(write_stored_study_plots, cfg.study.storage, study.study_name, out_dir, metrics=metrics, pick=pick, only=group)
+                    for group in PLOT_GROUPS]
         except Exception as err:  # noqa: BLE001 - a broken or closed pool: draw them here
             log.debug("study plots: drawing them here (%s)", err)
     write_study_plots(study, out_dir, metrics=metrics, pick=pick)
@@ -227,11 +228,12 @@ def _start_study_plots(cfg: DictConfig, study: Any, out_dir: Path, metrics: list
 
 
 def _wait_for_study_plots(plots: Any, study: Any, out_dir: Path, metrics: list[str], pick: str) -> None:
-    """The helper's plots; if its process failed (died, or could not load the study), they are drawn here."""
+    """The helper's plots; if a process failed (died, or could not load the study), they are all drawn here."""
     from nnsearch.tracking.study_plots import write_study_plots
 
     try:
-        plots.result()
+        for group in plots:
+            group.result()
     except Exception as err:  # noqa: BLE001 - a plot must never fail the study
         log.debug("study plots: the fold process could not draw them (%s); drawing them here", err)
         write_study_plots(study, out_dir, metrics=metrics, pick=pick)
@@ -255,8 +257,12 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
-def final_model(cfg: DictConfig, tracker: Any, record: Any, p: Prepared, ranking: Any, metrics: dict[str, float], *, again: bool = False) -> list[str]:
+def final_model(cfg: DictConfig, tracker: Any, record: Any, p: Prepared, ranking: Any, metrics: dict[str, float], *, again: bool = False,
+                helper: Any = None) -> list[str]:
     """Retrain the chosen trial on all development rows, score it on the test split, log it.
+
+    ``helper``: the study's fold processes, if it has them: one of them retrains (beside those
+    drawing the study plots), so this process never imports Lightning.
 
     A resumed study whose chosen trial did not change keeps the final model it already logged
     (its ``final-model`` run, found through the study record ``nnsearch.final_model``): the
@@ -264,7 +270,8 @@ def final_model(cfg: DictConfig, tracker: Any, record: Any, p: Prepared, ranking
     anyway. A failure here is reported, not raised: the study itself is complete and recorded.
     """
     from nnsearch.cv.splits import fold_seed
-    from nnsearch.study.final_model import fit_final, final_epochs, log_final_model
+    from nnsearch.study.final_fit import final_epochs
+    from nnsearch.study.final_model import log_final_model
     from nnsearch.study.record import FINAL_MODEL
 
     chosen = ranking.chosen
@@ -279,7 +286,7 @@ def final_model(cfg: DictConfig, tracker: Any, record: Any, p: Prepared, ranking
     seed = fold_seed(int(trial_cfg.seed), 0)  # the seed of the chosen trial's fold 0
     log.info("final model: retraining trial %d on all development rows", chosen.number)
     try:
-        fit = fit_final(trial_cfg, p.data, p.test, seed=seed, epochs=final_epochs(cfg, chosen, len(p.folds)))
+        fit = _retrain(trial_cfg, p, seed=seed, epochs=final_epochs(cfg, chosen, len(p.folds)), helper=helper)
         register = _setting(cfg, "final.register_name", None)
         run_id = log_final_model(tracker, fit, p.data, trial=chosen, params=chosen.params, register_name=register, log_model=bool(_setting(cfg, "final.log_model", True)))
     except Exception as err:  # noqa: BLE001 - the search's results stand without the final model
@@ -291,6 +298,20 @@ def final_model(cfg: DictConfig, tracker: Any, record: Any, p: Prepared, ranking
     if register := _setting(cfg, "final.register_name", None):
         lines.append(f"  registered as MLflow model '{register}'")
     return lines
+
+
+def _retrain(cfg: DictConfig, p: Prepared, *, seed: int, epochs: int, helper: Any) -> Any:
+    """The final fit, in a fold process of ``helper`` when there is one and the model is one of nnsearch's families."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    from nnsearch.study.final_fit import fit_final, fit_final_served
+
+    if helper is not None and not p.own_code:
+        try:
+            return helper.submit_on_data(fit_final_served, cfg, p.test, seed=seed, epochs=epochs).result()
+        except BrokenProcessPool as err:  # a fold process died (or the pool was closed): retrain here
+            log.debug("final model: retraining here (%s)", err)
+    return fit_final(cfg, p.data, p.test, seed=seed, epochs=epochs)
 
 
 def _existing_final_model(tracker: Any, record: Any, number: int) -> Any:

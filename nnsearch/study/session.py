@@ -59,11 +59,12 @@ class Prepared:
         return self.objectives.directions[0]
 
 
-def prepare(cfg: DictConfig) -> Prepared:
+def prepare(cfg: DictConfig, *, smoke: bool = True) -> Prepared:
     """Everything derived from the config, checked; nothing written yet.
 
     ``data`` is the development set that cross-validation splits; ``test`` the held-out rows
-    (``cv.test_size``) that no trial sees, or None.
+    (``cv.test_size``) that no trial sees, or None. ``smoke=False`` leaves the smoke test to the
+    caller (:func:`smoke_test`), which runs it in a fold process.
     """
     import torch
 
@@ -102,14 +103,8 @@ def prepare(cfg: DictConfig) -> Prepared:
     data, test = holdout_split(data, test_size=cv.test_size, seed=cv.seed, stratified=cv.stratified)
     splits = make_splits(data, folds=cv.folds, seed=cv.seed, shuffle=cv.shuffle, stratified=cv.stratified)
     folds = FoldCache(data, splits)
-    if own_code:
-        from nnsearch.study.smoke import smoke_own_code
-
-        if own_code.data:
-            data.prepare(len(splits))
-        smoke_own_code(cfg, data, folds.get(0), objectives.metrics)
-    else:
-        _smoke_test(cfg, data, folds, space)
+    if own_code.data:
+        data.prepare(len(splits))
     grid = space.grid() if "GridSampler" in str(cfg.sampler.get("_target_", "")) else None
     sampler = build_sampler(cfg, grid)
     check_sampler(sampler, space)
@@ -117,15 +112,38 @@ def prepare(cfg: DictConfig) -> Prepared:
     _check_pruner(pruner, objectives)
     cv_metrics = [m for m in objectives.metrics if m not in objectives.model_metrics]
     epoch_metrics = list(tracking.epoch_metrics or cv_metrics)  # each objective's curve (both targets of a multi-task study)
-    return Prepared(data=data, test=test, objectives=objectives, space=space, folds=folds, sampler=sampler, grid=grid, pruner=pruner,
-                    epoch_metrics=epoch_metrics, warm_start=warm_start, study=study, cv=cv, fit=fit, tracking=tracking, report=report,
-                    own_code=own_code)
+    prepared = Prepared(data=data, test=test, objectives=objectives, space=space, folds=folds, sampler=sampler, grid=grid, pruner=pruner,
+                        epoch_metrics=epoch_metrics, warm_start=warm_start, study=study, cv=cv, fit=fit, tracking=tracking, report=report,
+                        own_code=own_code)
+    if smoke:
+        smoke_test(cfg, prepared)
+    return prepared
+
+
+def smoke_test(cfg: DictConfig, p: Prepared, pool: Any = None) -> None:
+    """Build every setting the study will use and train it one step on fold 0, so that what would
+    fail every trial fails once, before the study exists (see :mod:`nnsearch.study.smoke`).
+
+    With ``pool`` (the study's fold processes) it runs in one of them, which has Lightning imported
+    already, so that this process never imports it. The user's own module or data is smoke-tested
+    here, with a real Trainer.
+    """
+    from nnsearch.study.smoke import smoke_own_code
+
+    if p.own_code:
+        smoke_own_code(cfg, p.data, p.folds.get(0), p.objectives.metrics)
+    elif pool is None:
+        from nnsearch.study.smoke import smoke_test as smoke
+
+        smoke(cfg, p.data, p.folds.get(0), p.space)
+    else:
+        pool.smoke_test(cfg, p.space).result()  # a failure is the fold process' NNSearchError, raised here
 
 
 def _check_transfer(cfg: DictConfig, data: Any, own_code: Any) -> None:
     """``model.init_from``/``model.freeze`` and ``distill.*`` before any trial: the teacher must load and predict the
     data's classes. (A source that matches no layer fails in the smoke test, which builds the model.)"""
-    from nnsearch.fit.ddp import world_size
+    from nnsearch.fit.settings import world_size
     from nnsearch.models.distill import DistillSettings, load_teacher
 
     distill = DistillSettings.from_config(cfg.get("distill"))
@@ -253,14 +271,6 @@ def _no_traceback_for_failed_trials(record: logging.LogRecord) -> bool:
     if isinstance(error, (TrialFailed, KeyboardInterrupt)):
         record.exc_info, record.exc_text = None, None
     return True
-
-
-def _smoke_test(cfg: DictConfig, data: Any, folds: Any, space: Any = None) -> None:
-    """Build every setting the study will use and train it one step on fold 0, so that what would
-    fail every trial fails once, before the study exists (see :mod:`nnsearch.study.smoke`)."""
-    from nnsearch.study.smoke import smoke_test
-
-    smoke_test(cfg, data, folds.get(0), space)
 
 
 def model_choices(space: Any) -> list[str]:

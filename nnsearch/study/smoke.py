@@ -207,7 +207,8 @@ def smoke_own_code(cfg: DictConfig, data: Any, fold: Any, metrics: list[str]) ->
     from nnsearch.fit.fold import configured_callbacks
     from nnsearch.models.metrics import metric_names
     from nnsearch.models.build import build_module
-    from nnsearch.models.user import LoggedHistory, build_user_module, epoch_values, is_user_module
+    from nnsearch.fit.callbacks import LoggedHistory
+    from nnsearch.models.user import build_user_module, epoch_values, is_user_module
 
     own_module = is_user_module(cfg.model)
     with torch.random.fork_rng(devices=[]):

@@ -1,14 +1,17 @@
-"""Opening the MLflow store: fail at once when a server does not answer, and let several processes
-create a new store together.
+"""Opening the MLflow store: fail at once when a server does not answer, let several processes
+create a new store together, and build a new SQLite store ahead of time.
 
-Both concern the first moments of a study: a mistyped server URI should not hold the command for
-minutes, and workers (or machines) starting together on a new database must not crash each other.
+All concern the first moments of a study: a mistyped server URI should not hold the command for
+minutes, workers (or machines) starting together on a new database must not crash each other, and
+the seconds MLflow takes to build a new store's tables should not hold back the first trial.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import hashlib
+import os
 import random
 import re
 import tempfile
@@ -30,6 +33,7 @@ except ImportError:  # Windows: no file lock, the retries remain
 _CREATION_RACE = ("already exists", "duplicate", "unique", "locked", "out-of-date", "alembic_version", "expected to match one row")
 STORE_ATTEMPTS = 6
 CHECK_TIMEOUT_S = 10
+log = logging.getLogger("nnsearch")
 _LOCK_KEY = 0x6E6E736561726368  # "nnsearch": the advisory lock of MLflow store creation
 
 
@@ -59,6 +63,66 @@ def _reason(err: Exception) -> str:
     if errno:
         return errno[1].strip()
     return "timed out" if "timed out" in text.lower() else scrub(text.splitlines()[0] if text else type(err).__name__)[:300]
+
+
+def import_mlflow() -> None:
+    """Import MLflow's client and its SQL store (seconds of CPU) without opening any store.
+
+    A study calls it while its fold processes import Lightning, before its smoke test: the store,
+    which must not be written before that test passes, then opens at once.
+    """
+    import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+    import mlflow.tracking  # noqa: F401
+
+
+SQLITE = "sqlite:///"
+
+
+class StoreAhead:
+    """A new SQLite MLflow store whose tables were built ahead, under a private name beside its file.
+
+    MLflow builds a new store's tables (its alembic migrations) on first opening it: a second or
+    more of CPU at every first study in a folder. The study's process has that time free while its
+    fold processes import Lightning, but must write nothing before the smoke test passes. So the
+    tables are built in a private file (``.mlflow.db.new-PID``); :meth:`place` then links it to the
+    store's name, atomically and only if no store appeared there meanwhile (another process' store
+    stands, with its runs), and :meth:`drop` removes it when the study does not start.
+    """
+
+    def __init__(self, path: Path, private: Path) -> None:
+        self.path, self.private = path, private
+
+    @classmethod
+    def build(cls, uri: str) -> StoreAhead | None:
+        """The store of ``uri`` built ahead; None when ``uri`` is not a plain ``sqlite:///FILE``, when FILE exists,
+        or when building fails (the study then opens the store as usual, and says what is wrong)."""
+        if not uri.startswith(SQLITE) or "?" in uri:
+            return None
+        path = Path(uri[len(SQLITE):])
+        if path.exists() or not path.parent.is_dir():
+            return None
+        ahead = cls(path, path.with_name(f".{path.name}.new-{os.getpid()}"))
+        try:
+            from mlflow.tracking import MlflowClient
+
+            MlflowClient(tracking_uri=SQLITE + str(ahead.private.absolute())).search_experiments(max_results=1)
+        except Exception as err:  # noqa: BLE001 - opening the store later reports the problem
+            log.debug("MLflow store not built ahead: %s", err)
+            ahead.drop()
+            return None
+        return ahead
+
+    def place(self) -> None:
+        """The built store under its own name, unless one is there now; the private file goes either way."""
+        try:
+            os.link(self.private, self.path)
+        except OSError as err:  # FileExistsError: another process made the store meanwhile; else no hard links here
+            log.debug("MLflow store built ahead not used: %s", err)
+        finally:
+            self.drop()
+
+    def drop(self) -> None:
+        self.private.unlink(missing_ok=True)
 
 
 def open_client(uri: str) -> Any:

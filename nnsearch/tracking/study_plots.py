@@ -30,14 +30,18 @@ from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("nnsearch")
-CONTOUR_PARAMS = 3  # a contour grid grows with the square of the parameters: keep the most important ones
+CONTOUR_PARAMS = 2  # the two most important parameters, one panel: three drew a grid of 3 pairs for 4-5x the CPU (the study plots' largest share)
 MIN_FONT = 8.0  # points
 PARALLEL_NAME_CHARS = 20  # the parallel coordinates' names, turned under their axes: lines up to this long
 IMPORTANCE_TREES = 16  # fANOVA's forest: 64 trees (Optuna's default) take ~4x longer for the same ranking here
 
 
-def write_study_plots(study: Any, out_dir: Path, *, metrics: list[str], pick: str | None = None) -> list[Path]:
-    """Draw every applicable plot of ``study`` under ``out_dir``; returns the files written."""
+# the plots in two groups of about equal drawing time, for two processes (measured on a 6-parameter study)
+PLOT_GROUPS = (("param_importances", "contour", "optimization_history"), ("slice", "parallel_coordinate", "pareto_front"))
+
+
+def write_study_plots(study: Any, out_dir: Path, *, metrics: list[str], pick: str | None = None, only: Sequence[str] | None = None) -> list[Path]:
+    """Draw every applicable plot of ``study`` (or those named in ``only``) under ``out_dir``; returns the files written."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -60,19 +64,21 @@ def write_study_plots(study: Any, out_dir: Path, *, metrics: list[str], pick: st
     counted = frozenset(p for t in complete for p, d in t.distributions.items() if isinstance(d, optuna.distributions.IntDistribution))
     varied = [p for p in params if len({repr(t.params.get(p)) for t in complete}) > 1]
     evaluator = optuna.importance.FanovaImportanceEvaluator(n_trees=IMPORTANCE_TREES, seed=0)
-    important = _important_params(study, varied, target, evaluator)
+    contoured = functools.cache(lambda: _important_params(study, varied, target, evaluator)[:CONTOUR_PARAMS])  # fANOVA: only for the contour
     plots: dict[str, Callable[[], Any]] = {
         "optimization_history": lambda: ovm.plot_optimization_history(study, **target),
         "slice": lambda: ovm.plot_slice(study, params=varied, **target) if varied else None,
         "parallel_coordinate": lambda: ovm.plot_parallel_coordinate(study, params=varied, **target) if varied else None,
         "param_importances": lambda: ovm.plot_param_importances(study, evaluator=evaluator, **target) if len(varied) >= 1 and len(complete) >= 2 else None,
-        "contour": lambda: ovm.plot_contour(study, params=important[:CONTOUR_PARAMS], **target) if len(important) >= 2 else None,
+        "contour": lambda: ovm.plot_contour(study, params=contoured(), **target) if len(contoured()) >= 2 else None,
     }
     if 2 <= len(study.directions) <= 3:
         plots["pareto_front"] = lambda: ovm.plot_pareto_front(study, target_names=metrics)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name, draw in plots.items():
+        if only is not None and name not in only:
+            continue
         path = out_dir / f"{name}.png"
         try:
             # Optuna's matplotlib plots call plt.style.use("ggplot"): keep it from restyling this process's later figures
@@ -82,7 +88,7 @@ def write_study_plots(study: Any, out_dir: Path, *, metrics: list[str], pick: st
                 if axes is None:
                     continue
                 fig = _figure_of(axes)
-                size = fit_to_content(fig, name, n_params=len(varied) if name != "contour" else len(important[:CONTOUR_PARAMS]), counted=counted, names=varied)
+                size = fit_to_content(fig, name, n_params=len(varied) if name != "contour" else len(contoured()), counted=counted, names=varied)
                 if name in ("parallel_coordinate", "contour"):
                     _best_dark(fig, flip="target" in target and study.directions[k].name == "MAXIMIZE", lines=name == "parallel_coordinate")
                 save_laid_out(fig, path, size, constrained=name != "parallel_coordinate")
@@ -94,7 +100,8 @@ def write_study_plots(study: Any, out_dir: Path, *, metrics: list[str], pick: st
     return written
 
 
-def write_stored_study_plots(storage_url: str | None, study_name: str, out_dir: Path, *, metrics: list[str], pick: str | None = None) -> list[Path]:
+def write_stored_study_plots(storage_url: str | None, study_name: str, out_dir: Path, *, metrics: list[str], pick: str | None = None,
+                             only: Sequence[str] | None = None) -> list[Path]:
     """:func:`write_study_plots` of the study as stored, for another process on this machine (a
     fold process, idle once the trials are done, draws them while the study's process retrains
     the final model: see :func:`nnsearch.study.report.finish`)."""
@@ -103,7 +110,7 @@ def write_stored_study_plots(storage_url: str | None, study_name: str, out_dir: 
     from nnsearch.storage import open_storage
 
     study = optuna.load_study(study_name=study_name, storage=open_storage(storage_url))
-    return write_study_plots(study, out_dir, metrics=metrics, pick=pick)
+    return write_study_plots(study, out_dir, metrics=metrics, pick=pick, only=only)
 
 
 def fit_to_content(fig: Any, name: str, *, n_params: int, counted: frozenset[str] = frozenset(), names: Sequence[str] = ()) -> tuple[float, float]:
@@ -124,7 +131,7 @@ def fit_to_content(fig: Any, name: str, *, n_params: int, counted: frozenset[str
         "param_importances": (7.0, 1.2 + 0.4 * n),
         "slice": (2.6 * n + 1.4, 3.4),
         "parallel_coordinate": (1.3 * (n + 1) + 2.0, 4.6),
-        "contour": (2.6 * n + 1.6, 2.4 * n + 0.8) if n > 2 else (6.0, 4.6),
+        "contour": (2.6 * n + 1.6, 2.4 * n + 0.8) if n > 2 else (5.2, 4.2),
     }.get(name, (7.0, 4.6))
     fig.set_size_inches(*size)
     panel = {  # a panel's width and height in inches as laid out (margins, colour bar and spacing off)

@@ -14,6 +14,7 @@ from nnsearch.errors import NNSearchError
 def _nothing_written(tmp_path):
     assert not (tmp_path / "mlflow.db").exists(), "an MLflow store was created for a failed start"
     assert not (tmp_path / "optuna.journal").exists(), "a study was created for a failed start"
+    assert not list(tmp_path.glob(".mlflow.db.new-*")), "the MLflow store built ahead of the smoke test was left"
 
 
 @pytest.mark.parametrize(
@@ -316,7 +317,8 @@ def _register_upstream_models(cfg, store) -> list[str]:
     from conftest import compose
     from nnsearch.config.building import build, build_network
     from nnsearch.cv import fit_scaler
-    from nnsearch.study.final_model import FinalFit, log_final_model
+    from nnsearch.study.final_fit import FinalFit
+    from nnsearch.study.final_model import log_final_model
     from nnsearch.tracking.runs import Tracker
 
     uris = [str(u) for u in (OmegaConf.select(cfg, "model.init_from"), OmegaConf.select(cfg, "distill.teacher")) if u]

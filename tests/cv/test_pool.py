@@ -9,12 +9,15 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import subprocess
+import sys
+import textwrap
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 
-from conftest import compose, load_study, mlflow_runs
+from conftest import REPO, compose, load_study, mlflow_runs
 from nnsearch.errors import NNSearchError, StudyFailed
 from nnsearch.cv.pool import FOLD_DONE, InTurnPruner, evenly_packed, parallel_folds
 from nnsearch.fit.pruning import trial_id_of
@@ -97,6 +100,36 @@ def test_the_pruner_prunes_folds_side_by_side_where_it_prunes_folds_in_turn(prun
             assert seen == pytest.approx(a.intermediate_values, abs=1e-6)
         states.append(a.state)
     assert TrialState.PRUNED in states and TrialState.COMPLETE in states, "the test needs both kinds"
+
+
+def test_with_fold_processes_the_study_process_never_imports_lightning_and_still_gets_plots_and_a_final_model(tmp_path, monkeypatch):
+    """The smoke test, the folds, the study plots and the final fit run in the fold processes, which import
+    Lightning once, in their fork server: the study's own process spends those seconds on MLflow instead."""
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(REPO / "tests")!r})
+        from conftest import compose
+        from nnsearch.launch.run import run_study
+        run_study(compose(["+study=digits_mlp", "sampler=random", "study.n_trials=2", "cv.folds=2", "cv.parallel=2", "trainer.max_epochs=2"]))
+        print("IMPORTED", sorted({{m.split(".")[0] for m in sys.modules}} & {{"lightning", "pytorch_lightning", "torchmetrics"}}))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "IMPORTED []" in done.stdout
+    client, (parent,), _ = mlflow_runs(tmp_path, "digits_mlp")
+    plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
+    assert {"plots/optimization_history.png", "plots/param_importances.png", "plots/slice.png"} <= plots
+    final = client.search_runs([parent.info.experiment_id], filter_string="tags.mlflow.runName = 'final-model'")
+    import mlflow.pyfunc
+    import pandas as pd
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    model = mlflow.pyfunc.load_model(final[0].data.tags["model_uri"])
+    columns = model.metadata.get_input_schema().input_names()
+    predicted = model.predict(pd.DataFrame(digits.data[:200], columns=columns))["prediction"].to_numpy()
+    assert (predicted.astype(str) == digits.target[:200].astype(str)).mean() > 0.5  # labels as the data names them; two epochs on all development rows: far above chance (0.1)
 
 
 def test_a_bad_parallel_setting_is_refused_before_the_study_exists(run_cli, tmp_path):

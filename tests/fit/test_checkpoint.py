@@ -53,7 +53,7 @@ def test_keep_checkpoints_best_logs_the_weights_of_a_trial_that_is_the_best_so_f
 
 
 def _interrupt_after_saving(monkeypatch, fold: int, epoch: int) -> None:
-    from nnsearch.fit.checkpoint import FoldCheckpoint
+    from nnsearch.fit.callbacks import FoldCheckpoint
 
     save = FoldCheckpoint.save
 

@@ -18,7 +18,8 @@ def _logged_model(tmp_path, dev):
     import torch
 
     from nnsearch.cv import fit_scaler
-    from nnsearch.study.final_model import FinalFit, log_final_model
+    from nnsearch.study.final_fit import FinalFit
+    from nnsearch.study.final_model import log_final_model
     from nnsearch.tracking.runs import Tracker
 
     torch.manual_seed(0)

@@ -130,7 +130,7 @@ def _final_fit(dev, test_metrics):
     import torch
 
     from nnsearch.cv import fit_scaler
-    from nnsearch.study.final_model import FinalFit
+    from nnsearch.study.final_fit import FinalFit
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(int(np.prod(dev.input_shape)), dev.n_outputs))

@@ -120,3 +120,48 @@ def test_a_store_that_cannot_be_opened_is_one_line_at_once(monkeypatch):
     with pytest.raises(NNSearchError, match=r"^Cannot open the MLflow store tracking.uri=mysql://u:\*\*\*@h/db: connection refused$"):
         open_client("mysql://u:pw-123@h/db")
     assert _FlakyClient.calls == 1  # not a race: no retry
+
+
+def test_a_new_sqlite_store_built_ahead_takes_its_name_only_when_placed(tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    from nnsearch.tracking.store import StoreAhead
+
+    monkeypatch.chdir(tmp_path)
+    ahead = StoreAhead.build("sqlite:///mlflow.db")
+    assert ahead is not None and ahead.private.exists()
+    assert not (tmp_path / "mlflow.db").exists(), "nothing may carry the store's name before the study starts"
+    ahead.place()
+    assert [p.name for p in tmp_path.iterdir()] == ["mlflow.db"]
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run = client.create_run(client.create_experiment("exp"))
+    assert client.get_run(run.info.run_id).info.experiment_id == client.get_experiment_by_name("exp").experiment_id
+
+
+def test_a_store_built_ahead_yields_to_one_another_process_made_meanwhile(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from nnsearch.tracking.store import StoreAhead
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    ahead = StoreAhead.build(uri)
+    theirs = MlflowClient(tracking_uri=uri)
+    theirs.create_experiment("theirs")
+    ahead.place()
+    assert MlflowClient(tracking_uri=uri).get_experiment_by_name("theirs") is not None
+    assert [p.name for p in tmp_path.iterdir()] == ["mlflow.db"]
+
+
+def test_a_store_built_ahead_and_dropped_leaves_nothing_and_an_existing_or_remote_store_is_left_alone(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from nnsearch.tracking.store import StoreAhead
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    StoreAhead.build(uri).drop()
+    assert not list(tmp_path.iterdir())
+    MlflowClient(tracking_uri=uri).search_experiments()
+    assert StoreAhead.build(uri) is None
+    assert StoreAhead.build("http://127.0.0.1:5000") is None
+    assert StoreAhead.build("postgresql://postgres@127.0.0.1:5432/test") is None
+    assert [p.name for p in tmp_path.iterdir()] == ["mlflow.db"]
