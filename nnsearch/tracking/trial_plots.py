@@ -218,10 +218,12 @@ def confusion_matrix(pred: Predictions, path: Path, *, task: str, classes: tuple
     fig, axes = figure(size, size)
     ax = axes[0, 0]
     turned = n > 6 or longest > 4
-    ConfusionMatrixDisplay.from_predictions(
+    shown = ConfusionMatrixDisplay.from_predictions(
         pred.targets.astype(int), predicted, labels=list(range(n)), display_labels=labels, ax=ax, cmap="Blues", colorbar=False,
         xticks_rotation=45 if turned else "horizontal", text_kw={"fontsize": TICK},
     )  # fmt: skip
+    for count in shown.text_.flat:  # inside the axes: the layout need not measure the n x n counts
+        count.set_in_layout(False)
     if turned:  # each label ends at its own column (centred, a long one reached into the next)
         for label in ax.get_xticklabels():
             label.set(horizontalalignment="right", rotation_mode="anchor")

@@ -49,3 +49,39 @@ def test_a_fold_process_starts_with_torch_and_lightning_imported(monkeypatch):
 def test_the_server_boots_only_for_folds_side_by_side(monkeypatch, overrides, expected):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     assert side_by_side_by_settings(compose(["+study=wine_mlp", *overrides])) is expected
+
+
+@pytest.mark.parametrize(
+    ("argv", "boots"),
+    [(["+study=digits_mlp"], True), (["+study=digits_mlp", "command=run"], True), (["+study=digits_mlp", "command=leaderboard"], False),
+     (["+study=digits_mlp", "--cfg", "job"], False), (["--help"], False)],
+)
+def test_the_command_boots_the_server_at_its_start_only_to_run_a_study(monkeypatch, argv, boots):
+    booted = []
+    monkeypatch.setattr(fork_server, "boot", lambda: booted.append(True))
+    fork_server.boot_for(argv)
+    assert bool(booted) == boots
+
+
+def test_a_command_refused_at_start_leaves_no_fork_server_importing_behind(tmp_path):
+    """The server boots before the config is checked; a refused command ends it rather than leave it importing for
+    seconds (holding the command's output open: a pipe reading it would wait for the server too)."""
+    import subprocess
+    import uuid
+
+    import psutil
+
+    mark = uuid.uuid4().hex
+    with open(tmp_path / "output.txt", "w") as output:  # a file, not a pipe: the check runs as soon as the command is gone
+        command = subprocess.Popen([sys.executable, "-m", "nnsearch", "+study=digits_mlp", "data=csv", "data.path=missing.csv", "data.target=y"],
+                                   cwd=tmp_path, stdout=output, stderr=subprocess.STDOUT, env={**os.environ, "NNSEARCH_TEST_MARK": mark})
+        assert command.wait(timeout=120) == 2, (tmp_path / "output.txt").read_text()
+    left = []
+    for process in psutil.process_iter():
+        try:
+            if process.environ().get("NNSEARCH_TEST_MARK") == mark and process.status() != psutil.STATUS_ZOMBIE:
+                left.append(" ".join(process.cmdline())[:120])
+                process.kill()
+        except psutil.Error:  # another user's process, or one that ended meanwhile
+            pass
+    assert not left, left
