@@ -46,7 +46,7 @@ def run_study(cfg: DictConfig, *, started: float | None = None) -> Any:
 
         check_launch(cfg)  # settings that would make workers collide (or a backend not installed) fail before the smoke test
     if not distributed and side_by_side_by_settings(cfg):
-        fork_server.boot()  # the fold processes' imports, on the other core, while this process imports the same below
+        fork_server.boot()  # (the command booted it already) its imports on another core while this process reads the data and imports MLflow
     from nnsearch.runtime.interrupt import Interruption
     from nnsearch.study.session import open_study_and_parent, prepare, smoke_test, start_fold_pool
     from nnsearch.tracking.store import StoreAhead, import_mlflow
@@ -59,8 +59,9 @@ def run_study(cfg: DictConfig, *, started: float | None = None) -> Any:
     # while the fork server imports Lightning: MLflow imported here, a new store's tables built under a private name
     import_mlflow()
     store = StoreAhead.build(p.tracking.absolute_uri)
-    pool = None if distributed else start_fold_pool(cfg, p)  # its processes are forked once the server is ready
+    pool = None
     try:
+        pool = None if distributed else start_fold_pool(cfg, p)  # its processes are forked once the server is ready
         smoke_test(cfg, p, pool)  # in a fold process when there are some: this process never imports Lightning
     except BaseException:
         if store is not None:

@@ -102,7 +102,7 @@ def test_the_pruner_prunes_folds_side_by_side_where_it_prunes_folds_in_turn(prun
     assert TrialState.PRUNED in states and TrialState.COMPLETE in states, "the test needs both kinds"
 
 
-def test_with_fold_processes_the_study_process_never_imports_lightning_and_still_gets_plots_and_a_final_model(tmp_path, monkeypatch):
+def test_with_fold_processes_the_study_process_never_imports_lightning_and_still_gets_plots_and_a_final_model(tmp_path):
     """The smoke test, the folds, the study plots and the final fit run in the fold processes, which import
     Lightning once, in their fork server: the study's own process spends those seconds on MLflow instead."""
     script = textwrap.dedent(f"""
@@ -125,8 +125,12 @@ def test_with_fold_processes_the_study_process_never_imports_lightning_and_still
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    model = mlflow.pyfunc.load_model(final[0].data.tags["model_uri"])
+    before = mlflow.get_tracking_uri()  # another test in this process may have set one: it would win over the environment
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        model = mlflow.pyfunc.load_model(final[0].data.tags["model_uri"])
+    finally:
+        mlflow.set_tracking_uri(before)
     columns = model.metadata.get_input_schema().input_names()
     predicted = model.predict(pd.DataFrame(digits.data[:200], columns=columns))["prediction"].to_numpy()
     assert (predicted.astype(str) == digits.target[:200].astype(str)).mean() > 0.5  # labels as the data names them; two epochs on all development rows: far above chance (0.1)
