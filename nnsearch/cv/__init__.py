@@ -13,6 +13,10 @@ __all__ = ["Fold", "FoldCache", "fit_scaler", "fold_seed", "holdout_split", "mak
 
 
 def __getattr__(name: str) -> Any:
+    if name == "Fold":
+        from nnsearch.data.fold import Fold
+
+        return Fold
     if name in __all__:
         from nnsearch.cv import splits
 

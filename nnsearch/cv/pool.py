@@ -51,9 +51,7 @@ log = logging.getLogger("nnsearch")
 
 def parallel_folds(cfg: DictConfig, n_folds: int, *, per_fold_pruning: bool) -> int:
     """How many folds to train at once: ``cv.parallel`` resolved (``auto`` or a count)."""
-    import torch
-
-    from nnsearch.fit.settings import world_size
+    from nnsearch.fit.settings import cuda_device_count, world_size
 
     setting = OmegaConf.select(cfg, "cv.parallel", default=1)
     if setting in (None, 1, "1"):
@@ -73,7 +71,7 @@ def parallel_folds(cfg: DictConfig, n_folds: int, *, per_fold_pruning: bool) -> 
     if count:
         return max(1, min(count, n_folds))
     accelerator = str(cfg.trainer.accelerator)
-    on_gpu = accelerator in ("gpu", "cuda", "mps") or (accelerator == "auto" and torch.cuda.is_available())
+    on_gpu = accelerator in ("gpu", "cuda", "mps") or (accelerator == "auto" and cuda_device_count() > 0)
     if on_gpu:
         return 1
     slots, threads = fold_slots(cfg)
@@ -102,8 +100,6 @@ class FoldPool:
     """``processes`` fold trainers for one study; ``fit_folds`` trains a trial's folds across them."""
 
     def __init__(self, data: Any, splits: list, *, processes: int, threads: int) -> None:
-        import torch.multiprocessing  # noqa: F401 - tensors cross the process boundary through shared memory
-
         self.processes, self._n_splits = processes, len(splits)
         self._context = fork_server.context()
         self._stop = self._context.Event()
@@ -331,9 +327,13 @@ def _on_data(fn: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 def _smoke_test(cfg: DictConfig, space: Any) -> None:
+    """On a fold 0 of its own, not the cached one the trials train on: whichever process runs the smoke
+    test, every fold process holds the same folds when the trials start."""
+    from nnsearch.cv.splits import FoldCache
     from nnsearch.study.smoke import smoke_test
 
-    smoke_test(cfg, _STATE["data"], _STATE["folds"].get(0), space)
+    cached = _STATE["folds"]
+    smoke_test(cfg, _STATE["data"], FoldCache(cached.data, cached.splits).get(0), space)
 
 
 class _Stopped(Exception):

@@ -9,13 +9,17 @@ training rows alone, and a regression target is standardized with training stati
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from nnsearch.data.dataset import Dataset
-from nnsearch.data.fold import Fold
 from nnsearch.errors import NNSearchError
+
+if TYPE_CHECKING:
+    import torch
+
+    from nnsearch.data.fold import Fold
 
 
 def make_splits(data: Dataset, *, folds: int, seed: int, shuffle: bool = True, stratified: bool = True) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -125,6 +129,10 @@ def featurized(featurizer, x: np.ndarray) -> np.ndarray:
 
 def prepare_fold(data: Dataset, index: int, train_idx: np.ndarray, val_idx: np.ndarray, scaler: str | None = None) -> Fold:
     """Scale or featurize inputs (and scale a regression target) with statistics of the training rows only."""
+    import torch  # here, not at the top: the study's process splits the data without importing torch
+
+    from nnsearch.data.fold import Fold
+
     kind = scaler or data.scaler
     x_train, x_val = data.X[train_idx], data.X[val_idx]
     featurizer = fit_featurizer(data, train_idx)
@@ -161,6 +169,8 @@ def target_scaling(targets: tuple, y_train: np.ndarray) -> tuple[tuple[tuple[flo
         (0.0, 1.0) if t.task.is_classification else (float(y_train[:, i].mean()), float(y_train[:, i].std()) or 1.0)
         for i, t in enumerate(targets)
     )
+    import torch
+
     mean, std = (np.array(s, dtype=np.float32) for s in zip(*scale, strict=True))
     return scale, lambda a: torch.as_tensor((a - mean) / std, dtype=torch.float32)
 

@@ -31,12 +31,14 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from nnsearch.fit.settings import CheckpointEvery
+
+if TYPE_CHECKING:  # torch is imported where a checkpoint is read or written: the study's process only names folders
+    import torch
 
 MAX_COST = 0.02  # a time-based interval waits at least 1/MAX_COST times the last save's own duration
 
@@ -65,6 +67,8 @@ class FoldCheckpointing:
         """``{"result": FoldResult, "weights": state_dict or None}`` of this fold, if it finished in an earlier attempt."""
         if not self.done_path.is_file():
             return None
+        import torch
+
         try:
             return torch.load(self.done_path, weights_only=False, map_location="cpu")
         except Exception:  # noqa: BLE001 - an unreadable file (another version): the fold is trained again
@@ -80,6 +84,8 @@ class FoldCheckpointing:
 
 def save_atomically(obj: Any, path: Path) -> None:
     """``torch.save`` to a temporary file, then ``os.replace``: a kill mid-write leaves the previous file."""
+    import torch
+
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     torch.save(obj, tmp)
     os.replace(tmp, path)
@@ -135,6 +141,8 @@ def trial_folder(root: Path, study_name: str, original_trial: int) -> Path:
 
 def rng_states() -> dict[str, Any]:
     """torch's, numpy's and python's random states, as tensors and plain values (Lightning loads checkpoints with ``weights_only``)."""
+    import torch
+
     name, keys, position, has_gauss, cached = np.random.get_state()
     numpy_state = (name, torch.from_numpy(keys.astype(np.int64)), int(position), int(has_gauss), float(cached))
     states: dict[str, Any] = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
@@ -144,6 +152,8 @@ def rng_states() -> dict[str, Any]:
 
 
 def set_rng_states(states: dict[str, Any]) -> None:
+    import torch
+
     torch.set_rng_state(states["torch"])
     name, keys, position, has_gauss, cached = states["numpy"]
     np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, cached))

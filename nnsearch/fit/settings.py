@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -163,11 +165,21 @@ def _check_trainer_arguments(target: str, extra: dict[str, Any]) -> None:
         raise NNSearchError(f"trainer.{reserved[0]} is set by nnsearch for every fold (use the callbacks group for callbacks).")
 
 
+def cuda_device_count() -> int:
+    """``torch.cuda.device_count()``, answered without importing torch on a Linux machine with no GPU
+    driver (no NVIDIA, ROCm or WSL device node): beside fold processes the study's process never
+    imports torch before the final model (about 1.7 s of CPU on the way to the first trial)."""
+    if sys.platform == "linux" and not any(os.path.exists(node) for node in ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")):
+        return 0
+    import torch
+
+    return torch.cuda.device_count()
+
+
 def world_size(cfg: DictConfig) -> int:
     """Processes per fold (:mod:`nnsearch.fit.ddp`): ``trainer.devices`` as a count or a list of device indices (``-1``: all GPUs)."""
     if int(cfg.trainer.get("num_nodes") or 1) > 1:
         raise NNSearchError("trainer.num_nodes > 1 is not supported: a trial runs on one machine; spread trials over machines with launch workers.")
-    import torch
 
     devices = cfg.trainer.devices
     if isinstance(devices, (list, tuple, ListConfig)):
@@ -177,8 +189,8 @@ def world_size(cfg: DictConfig) -> int:
         if "," in devices:
             return len([d for d in devices.split(",") if d.strip()])
         if devices in ("auto", "-1"):
-            return max(1, torch.cuda.device_count()) if cfg.trainer.accelerator in ("auto", "gpu", "cuda") else 1
+            return max(1, cuda_device_count()) if cfg.trainer.accelerator in ("auto", "gpu", "cuda") else 1
         devices = int(devices)
     if devices == -1:
-        return max(1, torch.cuda.device_count())
+        return max(1, cuda_device_count())
     return int(devices)

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from nnsearch.errors import NNSearchError
+
+if TYPE_CHECKING:  # torch is imported where logits are computed: the study's process only reads the settings
+    import torch
 
 _TEACHERS: dict[tuple[str, str], Any] = {}
 _LOGITS: dict[tuple[str, str, str], torch.Tensor] = {}
@@ -64,6 +65,9 @@ class DistillSettings:
 def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, y: torch.Tensor, *, temperature: float, alpha: float,
                       binary: bool = False) -> torch.Tensor:
     """The mixed loss of the module docstring; with ``alpha=0`` exactly the cross entropy on the labels."""
+    import torch
+    import torch.nn.functional as F
+
     t = float(temperature)
     if binary:
         hard = F.binary_cross_entropy_with_logits(student, y.float())
@@ -89,15 +93,17 @@ class Teacher:
         self.classes = tuple(str(c) for c in getattr(model, "classes", ()))
         self.input_shape = tuple(getattr(model, "input_shape", ()) or ())
 
-    @torch.no_grad()
     def logits(self, raw: np.ndarray, batch_size: int = 4096) -> torch.Tensor:
+        import torch
+
         x = np.asarray(raw, dtype=np.float32)
         if self.scaler is not None:
             table = x.reshape(-1, x.shape[-1]) if x.ndim == 3 else x.reshape(len(x), -1)
             x = self.scaler.transform(table).reshape(x.shape).astype(np.float32)
         self.net.eval()
         tensor = torch.as_tensor(x)
-        return torch.cat([self.net(tensor[i : i + batch_size]).float() for i in range(0, len(tensor), batch_size)])
+        with torch.no_grad():
+            return torch.cat([self.net(tensor[i : i + batch_size]).float() for i in range(0, len(tensor), batch_size)])
 
     def check(self, data: Any) -> None:
         """The teacher must predict the data's classes from samples of the data's shape."""

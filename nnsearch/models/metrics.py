@@ -16,20 +16,20 @@ The unsupervised tasks take other "outputs":
   gradient-boosted trees, cross-validated, telling generated from real rows. 0.5 means
   indistinguishable; both are minimized. The adversarial losses are never the objective.
 
-torchmetrics is imported where metrics are computed, not at the top: the study's own process only
-names and resolves metrics here, and never imports torchmetrics or Lightning.
+torch and torchmetrics are imported where metrics are computed, not at the top: the study's own
+process only names and resolves metrics here, and beside fold processes never imports them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING, Any
 
 from nnsearch.data.dataset import Task
 from nnsearch.errors import NNSearchError
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,8 @@ def _regression(outputs: torch.Tensor, target: torch.Tensor, n_classes: int) -> 
 
 
 def _binary(outputs: torch.Tensor, target: torch.Tensor, n_classes: int) -> dict:
+    import torch
+    import torch.nn.functional as F
     from torchmetrics import functional as tmf
 
     prob = torch.sigmoid(outputs)
@@ -108,6 +110,8 @@ def _binary(outputs: torch.Tensor, target: torch.Tensor, n_classes: int) -> dict
 
 
 def _multiclass(outputs: torch.Tensor, target: torch.Tensor, n_classes: int) -> dict:
+    import torch
+    import torch.nn.functional as F
     from torchmetrics import functional as tmf
 
     prob = torch.softmax(outputs, dim=-1)
@@ -145,6 +149,8 @@ def _generation(samples: torch.Tensor, real: torch.Tensor, n_classes: int) -> di
 
 def mmd(samples: torch.Tensor, real: torch.Tensor) -> float:
     """Unbiased squared MMD with an RBF kernel; bandwidth = median pairwise distance of ``real``."""
+    import torch
+
     x, y = samples.flatten(1).double(), real.flatten(1).double()
     d_yy = torch.cdist(y, y)
     bandwidth = d_yy[d_yy > 0].median() if (d_yy > 0).any() else torch.tensor(1.0, dtype=torch.float64)
@@ -186,7 +192,6 @@ _BY_TASK = {
 }
 
 
-@torch.no_grad()
 def compute_metrics(
     task: Task,
     outputs: torch.Tensor,
@@ -199,9 +204,12 @@ def compute_metrics(
 
     ``names`` limits the work to those metrics (per-epoch curves need only a few); default: all.
     """
+    import torch
+
     outputs, target = outputs.detach().float().cpu(), target.detach().cpu()
-    lazy = _BY_TASK[task](outputs, target, n_classes)
-    return {name: float(lazy[name]()) for name in (names or lazy)}
+    with torch.no_grad():
+        lazy = _BY_TASK[task](outputs, target, n_classes)
+        return {name: float(lazy[name]()) for name in (names or lazy)}
 
 
 def target_metric_names(targets: tuple) -> list[str]:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import statistics
 import time
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # torch is imported where a network is measured: the study's process only names these
+    import torch
+    from torch import nn
 
 MODEL_METRICS = {"n_params": "minimize", "latency_ms": "minimize"}
 LATENCY_BATCH = 256
@@ -22,17 +24,19 @@ def n_params(net: nn.Module) -> float:
     return float(sum(p.numel() for p in net.parameters() if p.requires_grad))
 
 
-@torch.no_grad()
 def latency_ms(net: nn.Module, x: torch.Tensor) -> float:
     """Median wall time of one forward pass over a batch of ``LATENCY_BATCH`` rows, in ms."""
+    import torch
+
     net.eval()
     batch = x[:LATENCY_BATCH]
-    net(batch)  # warm-up: first-call allocations
     times = []
-    for _ in range(LATENCY_REPEATS):
-        start = time.perf_counter()
-        net(batch)
-        times.append((time.perf_counter() - start) * 1000)
+    with torch.no_grad():
+        net(batch)  # warm-up: first-call allocations
+        for _ in range(LATENCY_REPEATS):
+            start = time.perf_counter()
+            net(batch)
+            times.append((time.perf_counter() - start) * 1000)
     return statistics.median(times)
 
 

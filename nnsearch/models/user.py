@@ -11,7 +11,6 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from nnsearch.errors import NNSearchError
@@ -38,6 +37,8 @@ def build_user_module(model: DictConfig) -> L.LightningModule:
 
 
 def epoch_values(logged: Mapping[str, Any]) -> dict[str, float]:
+    import torch
+
     return {k: float(v) for k, v in logged.items() if not k.endswith("_step") and (not torch.is_tensor(v) or v.numel() == 1)}
 
 
