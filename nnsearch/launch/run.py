@@ -12,7 +12,7 @@ import signal
 import time
 from typing import TYPE_CHECKING, Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from nnsearch.errors import StudyFailed
 from nnsearch.launch.settings import LaunchSettings
@@ -78,6 +78,10 @@ def run_study(cfg: DictConfig, *, started: float | None = None) -> Any:
             pool.close()
         raise
     fast_exit.freeze_startup()  # the imports' objects stay out of the exit scan and of every collection
+    if pool is not None and not p.own_code and OmegaConf.select(cfg, "final.retrain", default=True):
+        from nnsearch.runtime.background_import import import_in_background
+
+        import_in_background("torch")  # for the final model, which a fold process retrains after the trials
     interruption = Interruption()
     try:
         return _run_and_finish(cfg, p, study, tracker, record, interruption, pool=pool, distributed=distributed, started=started, launch=launch)
