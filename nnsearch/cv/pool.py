@@ -100,7 +100,7 @@ class FoldPool:
     """``processes`` fold trainers for one study; ``fit_folds`` trains a trial's folds across them."""
 
     def __init__(self, data: Any, splits: list, *, processes: int, threads: int) -> None:
-        self.processes, self._n_splits = processes, len(splits)
+        self.processes, self._n_splits, self._threads = processes, len(splits), threads
         self._context = fork_server.context()
         self._stop = self._context.Event()
         self._handoff = _Handoff((data, splits))
@@ -122,8 +122,11 @@ class FoldPool:
         if processes < 2:
             return None
         threads = int(OmegaConf.select(cfg, "runtime.threads", default=None) or 1)
-        log.info("cv.parallel: %d folds at a time, %d torch thread(s) each", processes, threads)
         return cls(data, splits, processes=processes, threads=threads)
+
+    def announce(self) -> None:
+        """Say how the folds will train, once the study is sure to run (a refused start prints only its reason)."""
+        log.info("cv.parallel: %d folds at a time, %d torch thread(s) each", self.processes, self._threads)
 
     def fit_folds(self, cfg: DictConfig, *, seed: int, epoch_metrics: list[str], trial: Any, monitor: str | None, results: list,
                   checkpoints: Any = None) -> list:

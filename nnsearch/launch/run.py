@@ -71,6 +71,8 @@ def run_study(cfg: DictConfig, *, started: float | None = None) -> Any:
         raise
     if store is not None:
         store.place()
+    if pool is not None:
+        pool.announce()
     try:
         study, tracker, record = open_study_and_parent(cfg, p, workers=launch.n_workers)
     except BaseException:

@@ -446,6 +446,8 @@ def run_trials_here(
     )
     if pool is None and n_finished(study) < p.study.n_trials:
         pool = start_fold_pool(cfg, p)
+        if pool is not None:
+            pool.announce()
     objective = Objective(
         cfg, p.data, p.space, p.folds, tracker, objectives=objs, epoch_metrics=p.epoch_metrics, interruption=interruption, progress=progress,
         fold_pool=pool, max_retry=max_retry, checkpoint_dir=checkpoint_dir,

@@ -150,6 +150,7 @@ def _refused(result, tmp_path, message):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("nnsearch: error: "), result.stderr[-2000:]
     assert message in lines[0], lines[0]
+    assert "folds at a time" not in result.stdout  # the fold processes' line comes once the start passed
     _nothing_written(tmp_path)
     assert not (tmp_path / "outputs").exists(), f"a run folder was left: {sorted(p.name for p in (tmp_path / 'outputs').rglob('*'))}"
     return lines[0]
