@@ -92,19 +92,20 @@ def write_trial_artifacts(folds: list[Any], out_dir: Path, *, plots: bool = True
     if pred is not None and len(pred.targets):
         if targets:  # multi-task: each target's own figures, in a folder named after it
             for spec, own in target_predictions(pred, targets):
-                written += _diagnostics(own, plot_dir / spec.name, task=spec.task.value, classes=spec.classes)
+                written += _diagnostics(own, plot_dir / spec.name, task=spec.task.value, classes=spec.classes, target=spec.name)
         else:
             written += _diagnostics(pred, plot_dir, task=task or infer_task(pred), classes=classes)
     return [p for p in written if p is not None]
 
 
-def _diagnostics(pred: Predictions, plot_dir: Path, *, task: str, classes: tuple) -> list[Path | None]:
-    """Confusion matrix and ROC/PR of a class target, or the regression plots of a numeric one."""
+def _diagnostics(pred: Predictions, plot_dir: Path, *, task: str, classes: tuple, target: str | None = None) -> list[Path | None]:
+    """Confusion matrix and ROC/PR of a class target, or the regression plots of a numeric one; ``target``
+    (a multi-task data set's target) heads their titles, so a figure opened alone says which target it shows."""
     if task in ("binary", "multiclass"):
-        return [confusion_matrix(pred, plot_dir / "confusion_matrix.png", task=task, classes=classes),
-                roc_pr_curves(pred, plot_dir / "roc_pr.png", task=task, classes=classes)]
+        return [confusion_matrix(pred, plot_dir / "confusion_matrix.png", task=task, classes=classes, target=target),
+                roc_pr_curves(pred, plot_dir / "roc_pr.png", task=task, classes=classes, target=target)]
     if task == "regression":
-        return [regression_plots(pred, plot_dir / "regression.png")]
+        return [regression_plots(pred, plot_dir / "regression.png", target=target)]
     return []
 
 
@@ -158,6 +159,11 @@ def save_png(fig: Any, path: Path) -> Path:
     return path
 
 
+def _headed(target: str | None) -> str:
+    """A title's prefix naming a multi-task data set's target ("sex: "), empty for a single target."""
+    return f"{target}: " if target else ""
+
+
 def _label(key: str) -> str:
     """``val/accuracy`` -> ``accuracy``: the axis label of a metric's panel."""
     return key.split("/", 1)[-1]
@@ -205,7 +211,7 @@ def _labels(classes: tuple, n: int) -> list[str]:
     return [str(c) for c in classes] if len(classes) == n else [str(i) for i in range(n)]
 
 
-def confusion_matrix(pred: Predictions, path: Path, *, task: str, classes: tuple = ()) -> Path:
+def confusion_matrix(pred: Predictions, path: Path, *, task: str, classes: tuple = (), target: str | None = None) -> Path:
     """Out-of-fold confusion matrix, counts annotated (rows: true class, columns: predicted)."""
     from sklearn.metrics import ConfusionMatrixDisplay
 
@@ -230,11 +236,11 @@ def confusion_matrix(pred: Predictions, path: Path, *, task: str, classes: tuple
     ax.tick_params(labelsize=TICK)
     ax.set_xlabel("predicted", fontsize=LABEL)
     ax.set_ylabel("true", fontsize=LABEL)
-    ax.set_title(f"confusion matrix\n({len(pred.targets)} rows, out of fold)", fontsize=TITLE)
+    ax.set_title(f"{_headed(target)}confusion matrix\n({len(pred.targets)} rows, out of fold)", fontsize=TITLE)
     return save_png(fig, path)
 
 
-def roc_pr_curves(pred: Predictions, path: Path, *, task: str, classes: tuple = ()) -> Path | None:
+def roc_pr_curves(pred: Predictions, path: Path, *, task: str, classes: tuple = (), target: str | None = None) -> Path | None:
     """ROC (left) and precision-recall (right) with scikit-learn's ``RocCurveDisplay`` and
     ``PrecisionRecallDisplay``; one-vs-rest, one curve per class, for multiclass. The legends sit
     beside the panels, so they hide no curve.
@@ -268,7 +274,7 @@ def roc_pr_curves(pred: Predictions, path: Path, *, task: str, classes: tuple = 
         pr.line_.set_label(f"{name} (AP = {pr.average_precision:.2f})")
     one_vs_rest = " (one-vs-rest)" if task == "multiclass" else ""
     for ax, title, xlabel, ylabel in ((roc_ax, "ROC" + one_vs_rest, "false positive rate", "true positive rate"), (pr_ax, "precision-recall" + one_vs_rest, "recall", "precision")):
-        ax.set_title(title, fontsize=TITLE)
+        ax.set_title(_headed(target) + title, fontsize=TITLE)
         ax.set_xlabel(xlabel, fontsize=LABEL)  # the displays add "(Positive label: 1)" to theirs
         ax.set_ylabel(ylabel, fontsize=LABEL)
         ax.legend(fontsize=TICK, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, frameon=False)
@@ -278,7 +284,7 @@ def roc_pr_curves(pred: Predictions, path: Path, *, task: str, classes: tuple = 
     return save_png(fig, path)
 
 
-def regression_plots(pred: Predictions, path: Path) -> Path:
+def regression_plots(pred: Predictions, path: Path, *, target: str | None = None) -> Path:
     """Predicted against true values (left) and residuals against predictions (right), with
     scikit-learn's ``PredictionErrorDisplay`` (at most 1000 points drawn)."""
     from sklearn.metrics import PredictionErrorDisplay
@@ -288,7 +294,7 @@ def regression_plots(pred: Predictions, path: Path) -> Path:
     scatter, resid = axes[0]
     for ax, kind, title in ((scatter, "actual_vs_predicted", "predicted vs true"), (resid, "residual_vs_predicted", "residuals")):
         PredictionErrorDisplay.from_predictions(y, p, kind=kind, ax=ax, random_state=0, scatter_kwargs={"s": 6, "alpha": 0.6})
-        ax.set_title(title, fontsize=TITLE)
+        ax.set_title(_headed(target) + title, fontsize=TITLE)
         ax.tick_params(labelsize=TICK)
         ax.xaxis.label.set_fontsize(LABEL)
         ax.yaxis.label.set_fontsize(LABEL)

@@ -425,3 +425,8 @@ def test_a_multitask_trial_draws_each_targets_own_figures(tmp_path, figures):
     assert np.allclose(truths, y[:, 2].numpy() * 50 + 150, atol=1e-4)
     for name, fig in figures.items():
         assert readability_problems(fig) == [], name
+    # a target's figure opened alone says which target it shows (the last target of each kind drawn is kept by name)
+    titles = {name: [ax.get_title() for ax in fig.axes if ax.get_title()] for name, fig in figures.items()}
+    assert titles["confusion_matrix.png"][0].startswith("sex: confusion matrix"), titles
+    assert all(t.startswith("sex: ") for t in titles["roc_pr.png"]), titles
+    assert all(t.startswith("progression: ") for t in titles["regression.png"]), titles
