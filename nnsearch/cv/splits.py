@@ -165,12 +165,12 @@ def prepare_fold(data: Dataset, index: int, train_idx: np.ndarray, val_idx: np.n
 def target_scaling(targets: tuple, y_train: np.ndarray) -> tuple[tuple[tuple[float, float], ...], Callable[[np.ndarray], torch.Tensor]]:
     """Per target column of a multi-task ``y``: (mean, std) of its training rows for a regression target,
     (0, 1) for a class target; and the function that applies them (a float32 table out)."""
+    import torch
+
     scale = tuple(
         (0.0, 1.0) if t.task.is_classification else (float(y_train[:, i].mean()), float(y_train[:, i].std()) or 1.0)
         for i, t in enumerate(targets)
     )
-    import torch
-
     mean, std = (np.array(s, dtype=np.float32) for s in zip(*scale, strict=True))
     return scale, lambda a: torch.as_tensor((a - mean) / std, dtype=torch.float32)
 

@@ -180,7 +180,6 @@ def world_size(cfg: DictConfig) -> int:
     """Processes per fold (:mod:`nnsearch.fit.ddp`): ``trainer.devices`` as a count or a list of device indices (``-1``: all GPUs)."""
     if int(cfg.trainer.get("num_nodes") or 1) > 1:
         raise NNSearchError("trainer.num_nodes > 1 is not supported: a trial runs on one machine; spread trials over machines with launch workers.")
-
     devices = cfg.trainer.devices
     if isinstance(devices, (list, tuple, ListConfig)):
         return len(devices)

@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nnsearch.errors import NNSearchError
 
+
 @dataclass(frozen=True)
 class ServedNet:
     """What the pyfunc model takes from a trained module of nnsearch's families: its network and target scale.
@@ -62,30 +63,26 @@ def fit_final(cfg: DictConfig, dev: Any, test: Any | None, *, seed: int, epochs:
     import torch
 
     from nnsearch.data.batches import TensorBatches
-    from nnsearch.cv.splits import fit_scaler, prepare_fold
+    from nnsearch.cv.splits import fit_scaler
     from nnsearch.fit import FitSettings, Job, fit
     from nnsearch.fit.fold import VAL_BATCH, on_device
     from nnsearch.models.build import build_module
     from nnsearch.models.distill import fold_teacher_logits
+    from nnsearch.models.user import is_user_module
 
     # the trials' fit settings (engine included), for the chosen epochs, without early stopping, on one device
     settings = replace(FitSettings.from_config(cfg.trainer), max_epochs=int(epochs), early_stopping=None, devices=1)
-    from nnsearch.models.user import is_user_module
-
     if is_user_module(cfg.model) or hasattr(dev, "kind"):
         return _fit_final_own(cfg, dev, test, settings, seed=seed)
     n_dev = len(dev.y)
-    both = dev if test is None else replace(dev, X=np.concatenate([dev.X, test.X]), y=np.concatenate([dev.y, test.y]))
-    train_idx = np.arange(n_dev)
-    test_idx = np.arange(n_dev, len(both.y)) if test is not None else train_idx
     scaler_kind = cfg.data.get("scaler") or dev.scaler
-    fold = prepare_fold(both, 0, train_idx, test_idx, scaler_kind)
+    fold = _all_rows_fold(dev, test, scaler_kind)
 
     def build(device: torch.device) -> Job:
         torch.manual_seed(seed)
         module = build_module(cfg, dev, fold, [])
         x_train, y_train, _, _ = on_device(fold, device)
-        teacher = fold_teacher_logits(cfg, dev, train_idx)  # distillation: the teacher's logits for the development rows
+        teacher = fold_teacher_logits(cfg, dev, fold.train_idx)  # distillation: the teacher's logits for the development rows
         batches = TensorBatches(x_train, y_train, int(cfg.data.batch_size), generator=torch.Generator().manual_seed(seed),
                                 extra=None if teacher is None else teacher.to(device))
         return Job(module, batches, TensorBatches(x_train, y_train, VAL_BATCH), [])  # validated on training rows, never the test rows
@@ -94,6 +91,17 @@ def fit_final(cfg: DictConfig, dev: Any, test: Any | None, *, seed: int, epochs:
     metrics = module.evaluate(fold.x_val, fold.y_val_scaled) if test is not None else {}
     fitted = fold.featurizer if fold.featurizer is not None else fit_scaler(scaler_kind, dev.X)
     return FinalFit(module, fitted, metrics, int(epochs), seed, n_dev, 0 if test is None else len(test.y))
+
+
+def _all_rows_fold(dev: Any, test: Any | None, scaler: str | None) -> Any:
+    """One fold of every development row for training, validated on the test rows (or, without a test
+    split, on the training rows), prepared as a trial's folds are."""
+    from nnsearch.cv.splits import prepare_fold
+
+    n_dev = len(dev.y)
+    both = dev if test is None else replace(dev, X=np.concatenate([dev.X, test.X]), y=np.concatenate([dev.y, test.y]))
+    train_idx = np.arange(n_dev)
+    return prepare_fold(both, 0, train_idx, np.arange(n_dev, len(both.y)) if test is not None else train_idx, scaler)
 
 
 def fit_final_served(dev: Any, cfg: DictConfig, test: Any | None, *, seed: int, epochs: int) -> FinalFit:
@@ -108,7 +116,6 @@ def _fit_final_own(cfg: DictConfig, dev: Any, test: Any | None, settings: Any, *
     It validates on the test rows each epoch (or on the training rows without a test split), which
     decides nothing: epochs are fixed and no early stopping runs. The scores are the last epoch's.
     """
-    from nnsearch.cv.splits import prepare_fold
     from nnsearch.data.user import UserFold
     from nnsearch.fit.fold import FoldResult, fit_one_fold
 
@@ -118,9 +125,7 @@ def _fit_final_own(cfg: DictConfig, dev: Any, test: Any | None, settings: Any, *
     if hasattr(dev, "kind"):
         fold: Any = UserFold(0, dev.rows, test.rows if test is not None else dev.rows)
     else:
-        n_dev = len(dev.y)
-        both = dev if test is None else replace(dev, X=np.concatenate([dev.X, test.X]), y=np.concatenate([dev.y, test.y]))
-        fold = prepare_fold(both, 0, np.arange(n_dev), np.arange(n_dev, len(both.y)) if test is not None else np.arange(n_dev), cfg.data.get("scaler") or dev.scaler)
+        fold = _all_rows_fold(dev, test, cfg.data.get("scaler") or dev.scaler)
     module, result = fit_one_fold(cfg, dev, fold, settings, seed=seed, epoch_metrics=[], trial=None, monitor=None, result=FoldResult(0), on_epoch=None)
     tested = {k: v for k, v in result.metrics.items() if not k.startswith("train/")} if test is not None else {}
     n_dev = len(dev.rows) if hasattr(dev, "kind") else len(dev.y)

@@ -308,11 +308,8 @@ def _retrain(cfg: DictConfig, p: Prepared, *, seed: int, epochs: int, helper: An
 
     if helper is not None and not p.own_code:
         try:
-            fitting = helper.submit_on_data(fit_final_served, cfg, p.test, seed=seed, epochs=epochs)
-            # the fitted net comes back as torch objects: torch is imported here while it trains, not after
-            import torch  # noqa: F401
-
-            return fitting.result()
+            # torch, which the fitted net comes back as, was imported on a thread during the trials (nnsearch.launch.run)
+            return helper.submit_on_data(fit_final_served, cfg, p.test, seed=seed, epochs=epochs).result()
         except BrokenProcessPool as err:  # a fold process died (or the pool was closed): retrain here
             log.debug("final model: retraining here (%s)", err)
     return fit_final(cfg, p.data, p.test, seed=seed, epochs=epochs)
