@@ -94,20 +94,25 @@ def remember_config(record: Any, cfg: DictConfig, metrics: list[str]) -> None:
         record.study.set_metric_names(list(metrics))
 
 
-def export_configs(cfg: DictConfig, ranking: Any, out_dir: Path) -> dict[str, str]:
+def export_configs(cfg: DictConfig, ranking: Any, *out_dirs: Path, chosen_config: DictConfig | None = None) -> dict[str, str]:
     """``best_config.yaml`` for the chosen trial and, with several objectives, one file per
-    Pareto trial in ``pareto/``; written under ``out_dir``; returns {relative path: YAML}."""
+    Pareto trial in ``pareto/``; written under each of ``out_dirs``; returns {relative path: YAML}.
+    ``chosen_config``: the chosen trial's :func:`best_config`, when the caller has it already
+    (building one takes a tenth of a second of OmegaConf)."""
     texts: dict[str, str] = {}
     if ranking.chosen is None:
         return texts
-    texts["best_config.yaml"] = _exported(best_config(cfg, ranking.chosen.params, original_number(ranking.chosen)))
+    chosen = chosen_config if chosen_config is not None else best_config(cfg, ranking.chosen.params, original_number(ranking.chosen))
+    texts["best_config.yaml"] = _exported(chosen)
     if ranking.multi:
         for trial in ranking.front:
-            texts[f"pareto/trial-{trial.number:04d}.yaml"] = _exported(best_config(cfg, trial.params, original_number(trial)))
-    for rel, text in texts.items():
-        path = out_dir / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+            config = chosen if trial.number == ranking.chosen.number else best_config(cfg, trial.params, original_number(trial))
+            texts[f"pareto/trial-{trial.number:04d}.yaml"] = _exported(config)
+    for out_dir in out_dirs:
+        for rel, text in texts.items():
+            path = out_dir / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
     return texts
 
 
@@ -121,11 +126,12 @@ def finish(cfg: DictConfig, record: Any, tracker: Any, p: Prepared, *, reason: s
     and close the parent run as FINISHED. ``record``: the study's :class:`~nnsearch.study.record.StudyRecord`.
 
     ``helper``: the study's :class:`~nnsearch.cv.pool.FoldPool`, if it has one. Its processes
-    are idle once the trials are done, so two of them draw the study plots (seconds of CPU: fANOVA,
-    constrained layout, PNG encoding; :data:`~nnsearch.tracking.study_plots.PLOT_GROUPS`) and
-    another retrains the final model, which this process then logs; without them, or if they fail
-    to start, the plots are drawn here first. Either way they are in ``plots/`` before the parent
-    run's artifacts are uploaded.
+    are idle once the trials are done, so one of them retrains the final model (started first:
+    the fit and then logging the model is the longest chain left) and two others draw the study
+    plots (seconds of CPU: fANOVA, constrained layout, PNG encoding;
+    :data:`~nnsearch.tracking.study_plots.PLOT_GROUPS`), while this process writes the report;
+    it then logs the model. Without them, or if they fail to start, the plots are drawn here
+    first. Either way they are in ``plots/`` before the parent run's artifacts are uploaded.
     """
     from optuna.trial import TrialState
 
@@ -145,8 +151,10 @@ def finish(cfg: DictConfig, record: Any, tracker: Any, p: Prepared, *, reason: s
     chosen = ranking.chosen
     report_dir = tempfile.TemporaryDirectory(prefix="nnsearch-report-")
     artifacts = Path(report_dir.name)
+    # first the final fit: retraining and then logging the model is the longest chain left, the rest goes beside it
+    final = FinalModel.start(cfg, tracker, record, p, ranking, helper=helper) if chosen is not None and _setting(cfg, "final.retrain", True) else None
     plots = None
-    if _setting(cfg, "report.study_plots", True) and counts["complete"]:  # first: the longest step, in another process
+    if _setting(cfg, "report.study_plots", True) and counts["complete"]:  # beside the final fit, in other processes
         if helper is None:
             tracker.flush()  # drawn here: after the last trials' figures, not beside them on the tracker's thread
         plots = _start_study_plots(cfg, study, artifacts / "plots", metrics_names, ranking.pick_metric, helper)
@@ -185,16 +193,15 @@ def finish(cfg: DictConfig, record: Any, tracker: Any, p: Prepared, *, reason: s
                 lines.append(f"  {key[3:]:<{width}} {value:.4f} ± {std:.4f}")
                 metrics[f"best/{key[3:]}"] = value
                 metrics[f"best/{key[3:]}_std"] = std
-            texts = export_configs(cfg, ranking, output_dir())
-            export_configs(cfg, ranking, artifacts)
+            texts = export_configs(cfg, ranking, output_dir(), artifacts, chosen_config=final.trial_cfg if final is not None else None)
             path = output_dir() / "best_config.yaml"
             lines.append(f"Best configuration: {path}" + (f" (and {len(texts) - 1} Pareto trial(s) in {path.parent / 'pareto'})" if ranking.multi else ""))
             lines.append(f"  reproduce: python -m nnsearch --config-path {path.parent.resolve()} --config-name best_config")
             if not ranking.multi and len(ranking.trials) > 1:
                 lines.append(f"Leaderboard (top {min(top_k, len(ranking.trials))} of {len(ranking.trials)} complete trials):")
                 lines.append(leaderboard.format_table(table[:top_k], ranking.metrics, width=leaderboard.stdout_width()))
-        if chosen is not None and _setting(cfg, "final.retrain", True):
-            lines += final_model(cfg, tracker, record, p, ranking, metrics, helper=helper)
+        if final is not None:
+            lines += final.finish(tracker, metrics)
         if plots is not None:
             _wait_for_study_plots(plots, study, artifacts / "plots", metrics_names, ranking.pick_metric)
         tags = {"state": "finished", "stop_reason": reason, "trials.complete": counts["complete"], "trials.pruned": counts["pruned"], "trials.failed": counts["fail"]}
@@ -259,7 +266,14 @@ def _finite(value: Any) -> bool:
 
 def final_model(cfg: DictConfig, tracker: Any, record: Any, p: Prepared, ranking: Any, metrics: dict[str, float], *, again: bool = False,
                 helper: Any = None) -> list[str]:
-    """Retrain the chosen trial on all development rows, score it on the test split, log it.
+    """Retrain the chosen trial on all development rows, score it on the test split, log it;
+    the report's lines about it (:class:`FinalModel`, started and finished at once)."""
+    return FinalModel.start(cfg, tracker, record, p, ranking, again=again, helper=helper).finish(tracker, metrics)
+
+
+class FinalModel:
+    """The final model of the chosen trial: retrained on all development rows, scored on the test
+    split and logged, in two steps so that the report is written while it trains.
 
     ``helper``: the study's fold processes, if it has them: one of them retrains (beside those
     drawing the study plots), so this process never imports Lightning.
@@ -269,50 +283,86 @@ def final_model(cfg: DictConfig, tracker: Any, record: Any, p: Prepared, ranking
     same trial retrained again would be the same model; ``again`` (``command=final``) retrains
     anyway. A failure here is reported, not raised: the study itself is complete and recorded.
     """
-    from nnsearch.cv.splits import fold_seed
-    from nnsearch.study.final_fit import final_epochs
-    from nnsearch.study.final_model import log_final_model
-    from nnsearch.study.record import FINAL_MODEL
 
-    chosen = ranking.chosen
-    if getattr(p.data, "kind", None) == "datamodule":
-        return [f"Final model: not retrained: a DataModule of your own serves folds only (trial {chosen.number}'s config is in best_config.yaml)"]
-    earlier = None if again else _existing_final_model(tracker, record, chosen.number)
-    if earlier is not None:
-        lines = [f"Final model: trial {chosen.number} is still the chosen one; keeping its final model (MLflow run {earlier.info.run_id})"]
-        tested = {k[len("test/"):]: v for k, v in earlier.data.metrics.items() if k.startswith("test/")}
-        return lines + _test_lines(chosen, tested, metrics, earlier.data.params.get("rows.test", "?"))
-    trial_cfg = best_config(cfg, chosen.params, original_number(chosen))
-    seed = fold_seed(int(trial_cfg.seed), 0)  # the seed of the chosen trial's fold 0
-    log.info("final model: retraining trial %d on all development rows", chosen.number)
-    try:
-        fit = _retrain(trial_cfg, p, seed=seed, epochs=final_epochs(cfg, chosen, len(p.folds)), helper=helper)
-        register = _setting(cfg, "final.register_name", None)
-        run_id = log_final_model(tracker, fit, p.data, trial=chosen, params=chosen.params, register_name=register, log_model=bool(_setting(cfg, "final.log_model", True)))
-    except Exception as err:  # noqa: BLE001 - the search's results stand without the final model
-        log.warning("final model: retraining trial %d failed: %s", chosen.number, err)
-        return [f"Final model: retraining failed ({err})"]
-    record.set(FINAL_MODEL, {"trial": chosen.number, "run_id": run_id})
-    lines = [f"Final model: trial {chosen.number} retrained on all {fit.n_train} development rows ({fit.epochs} epochs), MLflow run {run_id}"]
-    lines += _test_lines(chosen, fit.test_metrics, metrics, fit.n_test)
-    if register := _setting(cfg, "final.register_name", None):
-        lines.append(f"  registered as MLflow model '{register}'")
-    return lines
+    def __init__(self, cfg: DictConfig, record: Any, p: Prepared, chosen: Any) -> None:
+        self.cfg, self.record, self.p, self.chosen = cfg, record, p, chosen
+        self.trial_cfg: DictConfig | None = None  # the chosen trial's config, when it is retrained
+        self.kept: Any = None  # the final-model run logged earlier for the same trial
+        self.lines: list[str] | None = None  # decided without a fit
+        self.seed, self.epochs = 0, 0
+        self.started: Any = None  # the fit running in a fold process (a Future), or the error starting it
 
+    @classmethod
+    def start(cls, cfg: DictConfig, tracker: Any, record: Any, p: Prepared, ranking: Any, *, again: bool = False, helper: Any = None) -> FinalModel:
+        """Decide whether to retrain and, with fold processes, start the fit in one of them."""
+        from concurrent.futures.process import BrokenProcessPool
 
-def _retrain(cfg: DictConfig, p: Prepared, *, seed: int, epochs: int, helper: Any) -> Any:
-    """The final fit, in a fold process of ``helper`` when there is one and the model is one of nnsearch's families."""
-    from concurrent.futures.process import BrokenProcessPool
+        from nnsearch.cv.splits import fold_seed
+        from nnsearch.study.final_fit import final_epochs, fit_final_served
 
-    from nnsearch.study.final_fit import fit_final, fit_final_served
+        final = cls(cfg, record, p, ranking.chosen)
+        chosen = ranking.chosen
+        if getattr(p.data, "kind", None) == "datamodule":
+            final.lines = [f"Final model: not retrained: a DataModule of your own serves folds only (trial {chosen.number}'s config is in best_config.yaml)"]
+            return final
+        final.kept = None if again else _existing_final_model(tracker, record, chosen.number)
+        if final.kept is not None:
+            return final
+        final.trial_cfg = best_config(cfg, chosen.params, original_number(chosen))
+        final.seed, final.epochs = fold_seed(int(final.trial_cfg.seed), 0), final_epochs(cfg, chosen, len(p.folds))  # the seed of the chosen trial's fold 0
+        log.info("final model: retraining trial %d on all development rows", chosen.number)
+        if helper is not None and not p.own_code:
+            try:
+                # torch, which the fitted net comes back as, was imported on a thread during the trials (nnsearch.launch.run)
+                final.started = helper.submit_on_data(fit_final_served, final.trial_cfg, p.test, seed=final.seed, epochs=final.epochs)
+            except BrokenProcessPool as err:  # a fold process died (or the pool was closed): retrain here
+                log.debug("final model: retraining here (%s)", err)
+            except Exception as err:  # noqa: BLE001 - reported by finish, as a failed fit is
+                final.started = err
+        return final
 
-    if helper is not None and not p.own_code:
+    def finish(self, tracker: Any, metrics: dict[str, float]) -> list[str]:
+        """Wait for the fit (or fit here) and log the model; the report's lines about it.
+        ``metrics``: the parent run's, which get the ``test/*`` scores."""
+        from nnsearch.study.final_model import log_final_model
+        from nnsearch.study.record import FINAL_MODEL
+
+        chosen, cfg = self.chosen, self.cfg
+        if self.lines is not None:
+            return self.lines
+        if self.kept is not None:
+            lines = [f"Final model: trial {chosen.number} is still the chosen one; keeping its final model (MLflow run {self.kept.info.run_id})"]
+            tested = {k[len("test/"):]: v for k, v in self.kept.data.metrics.items() if k.startswith("test/")}
+            return lines + _test_lines(chosen, tested, metrics, self.kept.data.params.get("rows.test", "?"))
         try:
-            # torch, which the fitted net comes back as, was imported on a thread during the trials (nnsearch.launch.run)
-            return helper.submit_on_data(fit_final_served, cfg, p.test, seed=seed, epochs=epochs).result()
-        except BrokenProcessPool as err:  # a fold process died (or the pool was closed): retrain here
-            log.debug("final model: retraining here (%s)", err)
-    return fit_final(cfg, p.data, p.test, seed=seed, epochs=epochs)
+            fit = self._fit()
+            register = _setting(cfg, "final.register_name", None)
+            run_id = log_final_model(tracker, fit, self.p.data, trial=chosen, params=chosen.params, register_name=register, log_model=bool(_setting(cfg, "final.log_model", True)))
+        except Exception as err:  # noqa: BLE001 - the search's results stand without the final model
+            log.warning("final model: retraining trial %d failed: %s", chosen.number, err)
+            return [f"Final model: retraining failed ({err})"]
+        self.record.set(FINAL_MODEL, {"trial": chosen.number, "run_id": run_id})
+        lines = [f"Final model: trial {chosen.number} retrained on all {fit.n_train} development rows ({fit.epochs} epochs), MLflow run {run_id}"]
+        lines += _test_lines(chosen, fit.test_metrics, metrics, fit.n_test)
+        if register := _setting(cfg, "final.register_name", None):
+            lines.append(f"  registered as MLflow model '{register}'")
+        return lines
+
+    def _fit(self) -> Any:
+        """The fit started in a fold process, or one here: without fold processes, for a model of the user's own
+        code, or when a fold process died meanwhile."""
+        from concurrent.futures.process import BrokenProcessPool
+
+        from nnsearch.study.final_fit import fit_final
+
+        if isinstance(self.started, Exception):
+            raise self.started
+        if self.started is not None:
+            try:
+                return self.started.result()
+            except BrokenProcessPool as err:
+                log.debug("final model: retraining here (%s)", err)
+        return fit_final(self.trial_cfg, self.p.data, self.p.test, seed=self.seed, epochs=self.epochs)
 
 
 def _existing_final_model(tracker: Any, record: Any, number: int) -> Any:

@@ -40,7 +40,7 @@ PLOT_MODES = ("all", "complete", "none")
 MAX_CLASS_CURVES = 10  # one-vs-rest curves drawn; more classes make the legend unreadable
 
 
-def figure(width: float, height: float, *, rows: int = 1, cols: int = 1) -> tuple[Any, Any]:
+def figure(width: float, height: float, *, rows: int = 1, cols: int = 1, sharex: bool = False) -> tuple[Any, Any]:
     """A bare Agg figure with constrained layout and its axes grid, imported on first use (about 0.7 s).
 
     ``matplotlib.figure.Figure`` with an Agg canvas, not pyplot: no global figure registry to
@@ -52,7 +52,7 @@ def figure(width: float, height: float, *, rows: int = 1, cols: int = 1) -> tupl
 
     fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(rows, cols, squeeze=False)
+    axes = fig.subplots(rows, cols, squeeze=False, sharex=sharex)
     for ax in axes.flat:
         ax.tick_params(labelsize=TICK)
     return fig, axes
@@ -134,7 +134,7 @@ def write_csv(rows: list[dict[str, Any]], path: Path) -> Path:
     return path
 
 
-def save_png(fig: Any, path: Path) -> Path:
+def save_png(fig: Any, path: Path, *, same_layout: bool = False) -> Path:
     """PNG with fast zlib compression: level 1 is several times quicker and barely larger here.
     Every trial and study plot is written here (tests look at the figures through it).
 
@@ -142,21 +142,42 @@ def save_png(fig: Any, path: Path) -> Path:
     any engine set (even ``"none"``), ``savefig`` draws the whole figure once unseen before
     drawing it into the PNG (a tenth to a fifth of a trial figure's CPU, a third of a study
     plot's). A layout that fails otherwise raises here, before the file is written.
+    ``same_layout``: a figure drawn for every trial, whose layout is taken from the last one
+    of its kind when its text matches (:mod:`nnsearch.tracking.figure_layout`).
     """
     import matplotlib
+
+    from nnsearch.tracking import figure_layout
 
     path.parent.mkdir(parents=True, exist_ok=True)
     engine = fig.get_layout_engine()
     if engine is not None:
         if fig.axes:
             try:
-                engine.execute(fig)
+                figure_layout.lay_out(fig, engine) if same_layout else engine.execute(fig)
             except ValueError:  # skipped, as Figure.draw skips it
                 pass
         with matplotlib.rc_context({"figure.autolayout": False, "figure.constrained_layout.use": False}):
             fig.set_layout_engine(None)  # None with these settings: no engine at all
     fig.savefig(path, dpi=DPI, pil_kwargs={"compress_level": 1})
     return path
+
+
+def title(ax: Any, text: str) -> None:
+    """The panel's title just above it, placed once.
+
+    Left to matplotlib, a title is placed again at every layout pass and draw, each time measuring
+    the y axis' tick labels in case an offset text (``1e-5``, ``+0.99``) rises into it: a sixth of a
+    learning-curve figure's CPU. Our panels have their x ticks below and no offset text (see
+    :func:`plain_numbers`), so the title's place is fixed.
+    """
+    ax.set_title(text, fontsize=TITLE, y=1.0)
+
+
+def plain_numbers(axis: Any) -> None:
+    """Tick labels as plain numbers (0.9975, not 0.0025 + 0.995): readable alone, and no offset text under the title."""
+    axis.get_major_formatter().set_useOffset(False)
+    axis.get_major_formatter().set_scientific(False)
 
 
 def _headed(target: str | None) -> str:
@@ -171,32 +192,42 @@ def _label(key: str) -> str:
 
 def learning_curves(folds: list[Any], path: Path) -> Path:
     """Losses in one panel (train solid, validation dashed), one panel per validation metric;
-    one colour per fold: over- and under-fitting show at a glance. One legend beside the panels."""
+    one colour per fold: over- and under-fitting show at a glance. One legend beside the panels.
+
+    The panels share their epoch axis, numbered under the lowest panel of each column only: a
+    third less CPU than six panels each with their own (tick labels are most of a figure's cost).
+    """
     from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
 
     keys = list(dict.fromkeys(k for f in folds for row in f.history for k in row))
     losses = [k for k in keys if k.endswith("loss")]
     panels = [p for p in [losses] + [[k] for k in keys if not k.endswith("loss")] if p]
     cols = min(3, len(panels))
     rows = math.ceil(len(panels) / cols)
-    fig, axes = figure(3.0 * cols + 1.2, 2.6 * rows, rows=rows, cols=cols)
-    for ax, panel in zip(axes.flat, panels):
+    fig, axes = figure(3.0 * cols + 1.2, 2.6 * rows, rows=rows, cols=cols, sharex=True)
+    axes.flat[0].xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))  # shared by every panel
+    for i, (ax, panel) in enumerate(zip(axes.flat, panels)):
         for f in folds:
             for key in panel:
                 ys = [row.get(key, math.nan) for row in f.history]
                 style = "--" if key.startswith("val") and len(panel) > 1 else "-"
                 ax.plot(range(1, len(ys) + 1), ys, style, color=f"C{f.index % 10}", marker="." if len(ys) < 30 else None)
-        ax.set_title(" / ".join(panel), fontsize=TITLE)
-        ax.set_xlabel("epoch", fontsize=LABEL)
+        title(ax, " / ".join(panel))
         ax.set_ylabel("loss" if panel is losses else _label(panel[0]), fontsize=LABEL)
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=4))
+        plain_numbers(ax.yaxis)
+        if i + cols >= len(panels):  # no panel below: the epochs are numbered here
+            ax.set_xlabel("epoch", fontsize=LABEL)
+        else:
+            ax.tick_params(labelbottom=False)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
     handles = [Line2D([], [], color=f"C{f.index % 10}", label=f"fold {f.index}") for f in folds[:10]]
     if len(losses) > 1:
         handles += [Line2D([], [], color="grey", label="train"), Line2D([], [], color="grey", linestyle="--", label="validation")]
     fig.legend(handles=handles, loc="outside right upper", fontsize=TICK, frameon=False)
-    return save_png(fig, path)
+    return save_png(fig, path, same_layout=True)
 
 
 def _probabilities(pred: Predictions, task: str) -> np.ndarray:
@@ -236,8 +267,8 @@ def confusion_matrix(pred: Predictions, path: Path, *, task: str, classes: tuple
     ax.tick_params(labelsize=TICK)
     ax.set_xlabel("predicted", fontsize=LABEL)
     ax.set_ylabel("true", fontsize=LABEL)
-    ax.set_title(f"{_headed(target)}confusion matrix\n({len(pred.targets)} rows, out of fold)", fontsize=TITLE)
-    return save_png(fig, path)
+    title(ax, f"{_headed(target)}confusion matrix\n({len(pred.targets)} rows, out of fold)")
+    return save_png(fig, path, same_layout=True)
 
 
 def roc_pr_curves(pred: Predictions, path: Path, *, task: str, classes: tuple = (), target: str | None = None) -> Path | None:
@@ -245,12 +276,14 @@ def roc_pr_curves(pred: Predictions, path: Path, *, task: str, classes: tuple = 
     ``PrecisionRecallDisplay``; one-vs-rest, one curve per class, for multiclass. The legends sit
     beside the panels, so they hide no curve.
 
-    scikit-learn 1.9 draws binary curves only, so a multiclass panel takes one ``from_predictions``
-    call per class (its own one-vs-rest recipe). Each curve is drawn unlabelled and named afterwards:
-    a display given a label rebuilds the panel's legend at every call (ten classes: 0.33 s of CPU per
-    figure against 0.24 s, on the tracker's background thread).
+    scikit-learn 1.9 draws binary curves only, so a multiclass panel takes one curve per class (its
+    own one-vs-rest recipe). The curves are computed with ``roc_curve`` and ``precision_recall_curve``
+    and handed to the displays, whose ``from_predictions`` checks its input again for every class
+    (a third of the curves' CPU). Each is drawn unlabelled and named afterwards: a display given a
+    label rebuilds the panel's legend at every call (ten classes: 0.33 s of CPU per figure against
+    0.24 s, on the tracker's background thread).
     """
-    from sklearn.metrics import PrecisionRecallDisplay, RocCurveDisplay
+    from sklearn.metrics import PrecisionRecallDisplay, RocCurveDisplay, auc, average_precision_score, precision_recall_curve, roc_curve
 
     prob = _probabilities(pred, task)
     targets = pred.targets.astype(int)
@@ -268,20 +301,24 @@ def roc_pr_curves(pred: Predictions, path: Path, *, task: str, classes: tuple = 
     # built and dropped for ten classes, a sixth of the figure's CPU); each curve is named here, one legend per panel
     line, chance = {"linewidth": 1, "label": None}, {"color": "grey", "linestyle": ":", "linewidth": 1}
     for k, (name, y, p) in enumerate(curves):
-        roc = RocCurveDisplay.from_predictions(y, p, ax=roc_ax, curve_kwargs=line, plot_chance_level=k == len(curves) - 1, chance_level_kw=chance)
-        pr = PrecisionRecallDisplay.from_predictions(y, p, ax=pr_ax, curve_kwargs=line, plot_chance_level=task == "binary", chance_level_kw=chance)
+        fpr, tpr, _ = roc_curve(y, p)
+        precision, recall, _ = precision_recall_curve(y, p)
+        roc = RocCurveDisplay(fpr=fpr, tpr=tpr, roc_auc=auc(fpr, tpr), pos_label=True)
+        pr = PrecisionRecallDisplay(precision, recall, average_precision=average_precision_score(y, p), pos_label=True, prevalence_pos_label=float(y.mean()))
+        roc.plot(ax=roc_ax, curve_kwargs=line, plot_chance_level=k == len(curves) - 1, chance_level_kw=chance)
+        pr.plot(ax=pr_ax, curve_kwargs=line, plot_chance_level=task == "binary", chance_level_kw=chance)
         roc.line_.set_label(f"{name} (AUC = {roc.roc_auc:.2f})")
         pr.line_.set_label(f"{name} (AP = {pr.average_precision:.2f})")
     one_vs_rest = " (one-vs-rest)" if task == "multiclass" else ""
-    for ax, title, xlabel, ylabel in ((roc_ax, "ROC" + one_vs_rest, "false positive rate", "true positive rate"), (pr_ax, "precision-recall" + one_vs_rest, "recall", "precision")):
-        ax.set_title(_headed(target) + title, fontsize=TITLE)
+    for ax, heading, xlabel, ylabel in ((roc_ax, "ROC" + one_vs_rest, "false positive rate", "true positive rate"), (pr_ax, "precision-recall" + one_vs_rest, "recall", "precision")):
+        title(ax, _headed(target) + heading)
         ax.set_xlabel(xlabel, fontsize=LABEL)  # the displays add "(Positive label: 1)" to theirs
         ax.set_ylabel(ylabel, fontsize=LABEL)
         ax.legend(fontsize=TICK, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, frameon=False)
         # the displays make the panels square: beside long legends they shrank to a stamp, and
         # constrained layout, placing them before the aspect is applied, cut the y label
         ax.set_aspect("auto")
-    return save_png(fig, path)
+    return save_png(fig, path, same_layout=True)
 
 
 def regression_plots(pred: Predictions, path: Path, *, target: str | None = None) -> Path:
@@ -292,10 +329,11 @@ def regression_plots(pred: Predictions, path: Path, *, target: str | None = None
     y, p = pred.targets.reshape(-1).astype(float), pred.outputs.reshape(-1).astype(float)
     fig, axes = figure(8.0, 3.6, cols=2)
     scatter, resid = axes[0]
-    for ax, kind, title in ((scatter, "actual_vs_predicted", "predicted vs true"), (resid, "residual_vs_predicted", "residuals")):
+    for ax, kind, heading in ((scatter, "actual_vs_predicted", "predicted vs true"), (resid, "residual_vs_predicted", "residuals")):
         PredictionErrorDisplay.from_predictions(y, p, kind=kind, ax=ax, random_state=0, scatter_kwargs={"s": 6, "alpha": 0.6})
-        ax.set_title(_headed(target) + title, fontsize=TITLE)
+        title(ax, _headed(target) + heading)
+        plain_numbers(ax.yaxis)
         ax.tick_params(labelsize=TICK)
         ax.xaxis.label.set_fontsize(LABEL)
         ax.yaxis.label.set_fontsize(LABEL)
-    return save_png(fig, path)
+    return save_png(fig, path, same_layout=True)

@@ -93,9 +93,9 @@ def _keeping(saved):
 
     original = trial_plots.save_png
 
-    def keep(fig, path):
+    def keep(fig, path, **kwargs):
         saved[path.name] = fig
-        written = original(fig, path)
+        written = original(fig, path, **kwargs)
         fig.set_layout_engine("none")
         return written
 
