@@ -11,13 +11,14 @@ import sys
 import time
 from pathlib import Path
 
-from nnsearch.runtime import fast_exit, fork_server
+from nnsearch.runtime import fast_exit, fork_server, startup_gc
 from nnsearch.runtime.user_code import share_folder
 
 fast_exit.arm()  # before Hydra and the libraries it imports register their exit handlers
 IMPORTED = time.time()  # when this module began: the interpreter started a moment before
 INTERPRETER_START_S = 5.0  # a process older than this when this module began was another program first (a shell's exec)
 if __name__ == "__main__":  # python -m nnsearch: the fold processes' imports begin before Hydra's (else in main())
+    startup_gc.hold()  # no full collection while the imports run (released once the study is open, or a command starts)
     share_folder()  # the user's own packages (./mylab) importable here and in every process the study starts
     fork_server.boot_for(sys.argv[1:])
 
@@ -90,6 +91,7 @@ def _absolute(path: str) -> str:
 def main() -> None:
     """The CLI; once it is done, the process leaves without the interpreter's teardown (:mod:`nnsearch.runtime.fast_exit`)."""
     fast_exit.command()
+    startup_gc.hold()
     try:
         _main()
     except SystemExit as stop:
@@ -97,6 +99,7 @@ def main() -> None:
         raise
     finally:
         fork_server.stop()
+        startup_gc.release(freeze=False)
     fast_exit.record(0)
 
 

@@ -21,6 +21,10 @@ def run_study_cli(cfg: DictConfig, *, started: float | None = None) -> int:
         if cfg.get(STUDY_FILE_ERROR):
             raise NNSearchError(cfg[STUDY_FILE_ERROR])
         command = cfg.get("command", "run")
+        if command != "run":
+            from nnsearch.runtime import startup_gc
+
+            startup_gc.release()  # held back for a study's imports (nnsearch.__main__): a command collects as usual
         if command == "run":
             from nnsearch.launch.run import run_study
 

@@ -309,8 +309,9 @@ def _init_process(handoff: str, threads: int, stop: Any, environ: dict[str, str]
 
     from nnsearch.cv.splits import FoldCache
     from nnsearch.fit.trainer import quiet_lightning
-    from nnsearch.runtime import fast_exit
+    from nnsearch.runtime import fast_exit, startup_gc
 
+    startup_gc.release()  # what the fork server imported is frozen; this process collects its own objects as usual
     fast_exit.fold_process()  # the pool closes in milliseconds (see nnsearch.runtime.fast_exit)
     die_with_parent()  # a study killed with SIGKILL takes its fold processes with it
     torch.set_num_threads(threads)

@@ -65,8 +65,12 @@ def freeze_startup() -> None:
     collection skip the hundreds of thousands of objects the imports made (see the module's docstring)."""
     import gc
 
-    if _state["command"] and _state["armed"] and not os.environ.get("NNSEARCH_SLOW_EXIT"):
+    from nnsearch.runtime import startup_gc
+
+    freeze = bool(_state["command"] and _state["armed"] and not os.environ.get("NNSEARCH_SLOW_EXIT"))
+    if freeze:
         gc.freeze()
+    startup_gc.release(freeze=freeze)  # full collections, held back since the command started, run again
 
 
 def fold_process() -> None:

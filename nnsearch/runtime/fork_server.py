@@ -26,8 +26,8 @@ from typing import Any
 from nnsearch.runtime.interrupt import STOP_SIGNALS
 
 log = logging.getLogger("nnsearch")
-# what a fold process imports before its first fold; a module missing here is imported by each fold process
-FOLD_PROCESS_MODULES = ("nnsearch.cv.pool", "nnsearch.fit.fold", "nnsearch.models.build", "nnsearch.models.metrics", "nnsearch.study.smoke", "torchmetrics",
+# what a fold process imports before its first fold (no full collection meanwhile: the first); a module missing here is imported by each fold process
+FOLD_PROCESS_MODULES = ("nnsearch.runtime.held_gc", "nnsearch.cv.pool", "nnsearch.fit.fold", "nnsearch.models.build", "nnsearch.models.metrics", "nnsearch.study.smoke", "torchmetrics",
                         "sklearn.preprocessing")
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image
-
 from tracking.test_plots_readable import figures, readability_problems  # noqa: F401 - figures: the fixture that keeps each saved figure
 
 
@@ -73,7 +72,7 @@ def test_learning_curves_with_other_tick_labels_are_laid_out_again(scales, tmp_p
     assert (after != alone).any(axis=-1).sum() == 0
 
 
-def test_a_figure_drawn_after_another_of_its_kind_is_readable(figures, tmp_path):
+def test_a_figure_drawn_after_another_of_its_kind_is_readable(figures, tmp_path):  # noqa: F811 - the fixture
     from nnsearch.tracking.trial_plots import learning_curves, roc_pr_curves
 
     for i, scale in enumerate((1.0, 1500.0, 1.0)):
