@@ -48,6 +48,7 @@ class FinalFit:
     n_train: int
     n_test: int
     code_paths: list[str] | None = None  # the user's packages, for a model trained from the user's code
+    test_predictions: Any = None  # the test rows' outputs (nnsearch.fit.predictions.Predictions), for the final run's plots
 
 
 def final_epochs(cfg: DictConfig, trial: Any | None, n_folds: int) -> int:
@@ -87,10 +88,13 @@ def fit_final(cfg: DictConfig, dev: Any, test: Any | None, *, seed: int, epochs:
                                 extra=None if teacher is None else teacher.to(device))
         return Job(module, batches, TensorBatches(x_train, y_train, VAL_BATCH), [])  # validated on training rows, never the test rows
 
+    from nnsearch.fit.predictions import fold_predictions
+
     module = fit(build, settings).module.cpu()  # scored and logged on the CPU
     metrics = module.evaluate(fold.x_val, fold.y_val_scaled) if test is not None else {}
+    predictions = fold_predictions(module, fold.x_val, fold.y_val_scaled) if test is not None and dev.task is not None and dev.task.is_supervised else None
     fitted = fold.featurizer if fold.featurizer is not None else fit_scaler(scaler_kind, dev.X)
-    return FinalFit(module, fitted, metrics, int(epochs), seed, n_dev, 0 if test is None else len(test.y))
+    return FinalFit(module, fitted, metrics, int(epochs), seed, n_dev, 0 if test is None else len(test.y), test_predictions=predictions)
 
 
 def _all_rows_fold(dev: Any, test: Any | None, scaler: str | None) -> Any:

@@ -259,8 +259,9 @@ class _Quiet:
 
 
 def log_final_model(tracker: Any, fit: FinalFit, dev: Any, *, trial: Any | None, params: dict[str, Any], register_name: str | None = None, log_model: bool = True) -> str:
-    """A ``final-model`` child run of the study (:meth:`Tracker.final_run`): test metrics, params
-    and the pyfunc model (:meth:`Tracker.log_pyfunc`).
+    """A ``final-model`` child run of the study (:meth:`Tracker.final_run`): test metrics, params,
+    the pyfunc model (:meth:`Tracker.log_pyfunc`) and, with a test split, the trials' diagnostic
+    plots drawn for the test rows (:meth:`Tracker.log_test_plots`).
 
     Returns the child run id; its tag ``model_uri`` says where the model is
     (``mlflow.pyfunc.load_model(uri)``). The model is logged only for supervised tasks (the others have no
@@ -275,6 +276,8 @@ def log_final_model(tracker: Any, fit: FinalFit, dev: Any, *, trial: Any | None,
             _log_pyfunc(tracker, run_id, fit, dev, register_name)
         elif log_model:
             log.info("final model: not logged as an MLflow model (task %s has no single prediction to serve)", dev.task.value)
+        if fit.test_predictions is not None:
+            tracker.log_test_plots(run_id, fit.test_predictions)
     return run_id
 
 

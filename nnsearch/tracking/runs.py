@@ -23,7 +23,7 @@ trains, after the run itself is recorded and FINISHED; ``flush`` waits for them.
 when it is created and the study's report (:mod:`nnsearch.study.report`) when it ends.
 
 Other child runs of the parent: ``final-model`` (:meth:`Tracker.final_run`, with the model of
-:meth:`Tracker.log_pyfunc`) and ``seeds-trial-NNNN`` (:meth:`Tracker.log_seeds`). This module is the
+:meth:`Tracker.log_pyfunc` and the test rows' plots of :meth:`Tracker.log_test_plots`) and ``seeds-trial-NNNN`` (:meth:`Tracker.log_seeds`). This module is the
 only one of nnsearch that writes MLflow runs. It writes through ``MlflowClient(uri)``; the one
 exception, logging a model, which MLflow does only through its global tracking URI and an active
 run, points both at the study's store for that call alone and puts them back as they were.
@@ -366,6 +366,23 @@ class Tracker:
                     mlflow.end_run("FAILED")
         self.client.set_tag(run_id, "model_uri", info.model_uri)  # models:/<id>, or runs:/<run id>/model
         return info.model_uri
+
+    def log_test_plots(self, run_id: str, predictions: Any) -> None:
+        """The final model's confusion matrix and ROC/PR curves (or regression plots) on the held-out test rows,
+        as ``plots/`` of run ``run_id``: the trials' out-of-fold figures, drawn for the rows no trial saw.
+        None with ``tracking.trial_plots=none``; a figure that fails is a warning, the run stands."""
+        from nnsearch.fit.result import FoldResult
+        from nnsearch.tracking.trial_plots import write_trial_artifacts
+
+        if self.trial_plots == "none":
+            return
+        try:
+            with tempfile.TemporaryDirectory(prefix="nnsearch-final-") as tmp:
+                if write_trial_artifacts([FoldResult(0, predictions=predictions)], Path(tmp), task=self.task, classes=self.classes, targets=self.targets,
+                                         rows="held-out test"):
+                    self.client.log_artifacts(run_id, tmp)
+        except Exception as err:  # noqa: BLE001 - a figure must never lose the final model
+            log.warning("plots of the final model could not be logged: %s", err)
 
     def log_seeds(self, *, trial_number: int, n_seeds: int, summary: Mapping[str, tuple[float, float]], table: Path) -> str | None:
         """The ``seeds-trial-NNNN`` child run of the parent run: ``seeds/{k}`` and ``seeds/{k}_std``

@@ -68,7 +68,7 @@ def infer_task(pred: Predictions) -> str:
 
 
 def write_trial_artifacts(folds: list[Any], out_dir: Path, *, plots: bool = True, task: str | None = None, classes: tuple = (),
-                          targets: tuple = ()) -> list[Path]:
+                          targets: tuple = (), rows: str = "out of fold") -> list[Path]:
     """Write a trial's table and (when ``plots``) figures under ``out_dir``; returns the files.
 
     Args:
@@ -78,6 +78,7 @@ def write_trial_artifacts(folds: list[Any], out_dir: Path, *, plots: bool = True
         task: ``binary``, ``multiclass`` or ``regression``; inferred from the predictions if None.
         classes: class labels, for axis ticks.
         targets: a multi-task data set's ``TargetSpec``s: each target's figures go to ``plots/<target>/``.
+        rows: which rows the predictions are, as the confusion matrix says ("held-out test" for the final model's).
     """
     written = []
     table = fold_table(folds)
@@ -92,17 +93,17 @@ def write_trial_artifacts(folds: list[Any], out_dir: Path, *, plots: bool = True
     if pred is not None and len(pred.targets):
         if targets:  # multi-task: each target's own figures, in a folder named after it
             for spec, own in target_predictions(pred, targets):
-                written += _diagnostics(own, plot_dir / spec.name, task=spec.task.value, classes=spec.classes, target=spec.name)
+                written += _diagnostics(own, plot_dir / spec.name, task=spec.task.value, classes=spec.classes, target=spec.name, rows=rows)
         else:
-            written += _diagnostics(pred, plot_dir, task=task or infer_task(pred), classes=classes)
+            written += _diagnostics(pred, plot_dir, task=task or infer_task(pred), classes=classes, rows=rows)
     return [p for p in written if p is not None]
 
 
-def _diagnostics(pred: Predictions, plot_dir: Path, *, task: str, classes: tuple, target: str | None = None) -> list[Path | None]:
+def _diagnostics(pred: Predictions, plot_dir: Path, *, task: str, classes: tuple, target: str | None = None, rows: str = "out of fold") -> list[Path | None]:
     """Confusion matrix and ROC/PR of a class target, or the regression plots of a numeric one; ``target``
     (a multi-task data set's target) heads their titles, so a figure opened alone says which target it shows."""
     if task in ("binary", "multiclass"):
-        return [confusion_matrix(pred, plot_dir / "confusion_matrix.png", task=task, classes=classes, target=target),
+        return [confusion_matrix(pred, plot_dir / "confusion_matrix.png", task=task, classes=classes, target=target, rows=rows),
                 roc_pr_curves(pred, plot_dir / "roc_pr.png", task=task, classes=classes, target=target)]
     if task == "regression":
         return [regression_plots(pred, plot_dir / "regression.png", target=target)]
@@ -242,8 +243,8 @@ def _labels(classes: tuple, n: int) -> list[str]:
     return [str(c) for c in classes] if len(classes) == n else [str(i) for i in range(n)]
 
 
-def confusion_matrix(pred: Predictions, path: Path, *, task: str, classes: tuple = (), target: str | None = None) -> Path:
-    """Out-of-fold confusion matrix, counts annotated (rows: true class, columns: predicted)."""
+def confusion_matrix(pred: Predictions, path: Path, *, task: str, classes: tuple = (), target: str | None = None, rows: str = "out of fold") -> Path:
+    """Out-of-fold (or ``rows``) confusion matrix, counts annotated (rows: true class, columns: predicted)."""
     from sklearn.metrics import ConfusionMatrixDisplay
 
     prob = _probabilities(pred, task)
@@ -267,7 +268,7 @@ def confusion_matrix(pred: Predictions, path: Path, *, task: str, classes: tuple
     ax.tick_params(labelsize=TICK)
     ax.set_xlabel("predicted", fontsize=LABEL)
     ax.set_ylabel("true", fontsize=LABEL)
-    title(ax, f"{_headed(target)}confusion matrix\n({len(pred.targets)} rows, out of fold)")
+    title(ax, f"{_headed(target)}confusion matrix\n({len(pred.targets)} rows, {rows})")
     return save_png(fig, path, same_layout=True)
 
 

@@ -76,6 +76,9 @@ def test_trial_and_study_artifacts_decode_and_the_final_model_predicts(run_in_pr
     # the final model: a child run with the test metrics and a pyfunc model that predicts raw rows
     final = [r for r in client.search_runs([parent.info.experiment_id]) if r.data.tags.get("nnsearch.role") == "final"]
     assert len(final) == 1 and final[0].info.status == "FINISHED"
+    assert set(plots) <= set(_paths(client, final[0].info.run_id, "plots"))  # the trials' diagnostics, drawn for the test rows
+    for path in plots:
+        _image(client, final[0].info.run_id, path)
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     try:
