@@ -217,7 +217,32 @@ def finish(cfg: DictConfig, record: Any, tracker: Any, p: Prepared, *, reason: s
         lines.append(f"  trials: {tracker.ui_link()}")
     else:
         lines.append(f"  browse: mlflow ui --backend-store-uri {redact(tracker.uri)}   then open {tracker.ui_link()}")
-    print("\n".join(lines), flush=True)
+    print("\n".join(wrapped(lines, leaderboard.stdout_width())), flush=True)
+
+
+COPIED = ("reproduce:", "browse:", "trials:")  # lines a user copies as a whole: a command, a link
+
+
+def wrapped(lines: list[str], width: int | None) -> list[str]:
+    """The summary's prose broken between words to ``width`` columns; None (a file or a pipe): as is.
+
+    A terminal breaks a line that is too long wherever its edge falls, mid-word. Tables come sized to
+    the width already (several lines in one item), and a command or link a user copies stays on one
+    line: a line break inside it would reach the shell or the browser.
+    """
+    import textwrap
+
+    if width is None:
+        return lines
+    out = []
+    for line in lines:
+        indent = line[: len(line) - len(line.lstrip())]
+        if "\n" in line or len(line) <= width or line.lstrip().startswith(COPIED):
+            out.append(line)
+            continue
+        out += textwrap.wrap(line, width=width, initial_indent="", subsequent_indent=indent + "  ", break_long_words=False,
+                             break_on_hyphens=False, drop_whitespace=True) or [line]
+    return out
 
 
 def _start_study_plots(cfg: DictConfig, study: Any, out_dir: Path, metrics: list[str], pick: str, helper: Any) -> Any:

@@ -319,3 +319,18 @@ def test_the_summary_prints_the_best_parameters_as_the_leaderboard_rounds_them(r
     lr = study.best_trial.params["optimizer.lr"]
     assert f"\n  optimizer.lr = {lr:.4g}\n" in out, out
     assert repr(lr) not in out  # best_config.yaml keeps the whole value; the summary does not spell out 17 digits
+
+
+def test_in_a_narrow_terminal_the_summary_breaks_between_words_and_keeps_commands_whole():
+    from nnsearch.study.report import wrapped
+
+    prose = "Final model: trial 17 retrained on all 1437 development rows (20 epochs), MLflow run 5173613c7b8f49d08b98f41a7353aeb2"
+    command = "  reproduce: python -m nnsearch --config-path /tmp/user/outputs/digits_mlp/2026-12-03_05-12-42 --config-name best_config"
+    table = "rank  trial  accuracy\n1     17     0.9784"
+    out = wrapped([prose, command, table, "short"], 60)
+    assert out[-3:] == [command, table, "short"]  # a command a user copies stays one line; tables come sized already
+    broken = out[:-3]
+    assert len(broken) > 1 and all(len(line) <= 60 for line in broken)
+    assert " ".join(line.strip() for line in broken) == prose  # broken between words, nothing lost
+    assert all(line.startswith("  ") for line in broken[1:])  # continued lines indented under their first
+    assert wrapped([prose], None) == [prose]  # a file or a pipe gets whole lines
