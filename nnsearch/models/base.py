@@ -48,6 +48,7 @@ class HistoryModule(L.LightningModule):
         self.history: list[dict[str, float]] = []
         self._train_loss_sum = torch.zeros(())
         self._train_rows = 0
+        self.train_loss_name = "train/loss"  # the history's key of the training loss: a different loss gets its own name
 
     def on_train_epoch_start(self) -> None:
         self._train_loss_sum = torch.zeros((), device=self.device)
@@ -110,7 +111,7 @@ class OutputsModule(HistoryModule):
         outputs, target = torch.cat(self._val_outputs), torch.cat(self._val_targets)
         self._val_outputs.clear()
         self._val_targets.clear()
-        row = {"train/loss": self.train_loss(), "val/loss": self.loss(outputs, target).item()}
+        row = {self.train_loss_name: self.train_loss(), "val/loss": self.loss(outputs, target).item()}
         row.update({f"val/{k}": v for k, v in self._metrics(outputs, target, self.epoch_metrics).items()})
         self.record_epoch(row)
 

@@ -67,6 +67,8 @@ class SupervisedModule(OutputsModule):
         if teacher and self.distill is not None:
             temperature, alpha = self.distill
             loss = distillation_loss(self(x), teacher[0], y, temperature=temperature, alpha=alpha, binary=self.task is Task.BINARY)
+            # not the task's loss that val/loss is: named apart in the curves and MLflow, so no one reads the gap as overfitting
+            self.train_loss_name = "train/distill_loss"
         else:
             loss = self.loss(self(x), y)
         self.add_train_loss(loss, len(y))

@@ -3,8 +3,8 @@
 Files (the same names in every trial, so MLflow's compare view lines them up):
 
 - ``tables/fold_metrics.csv``: one row per fold with every final metric, then ``mean`` and ``std``.
-- ``plots/learning_curves.png``: ``train/loss``, ``val/loss`` and each ``val/{metric}`` per epoch,
-  one line per fold.
+- ``plots/learning_curves.png``: ``train/loss`` (``train/distill_loss`` for a distilled student: another
+  loss than ``val/loss``), ``val/loss`` and each ``val/{metric}`` per epoch, one line per fold.
 - with the folds' validation predictions (:mod:`nnsearch.fit.predictions`), pooled out of fold:
   ``plots/confusion_matrix.png`` (classification), ``plots/roc_pr.png`` (ROC and
   precision-recall; one-vs-rest per class for multiclass), ``plots/regression.png``

@@ -80,6 +80,8 @@ def test_the_teacher_sees_a_folds_training_rows_once_and_never_its_validation_ro
         module, result = fit_one_fold(cfg, data, fold, FitSettings.from_config(cfg.trainer), seed=0, epoch_metrics=[], trial=None, monitor=None,
                                       result=FoldResult(0), on_epoch=None)
         assert result.metrics["accuracy"] > 0
+        # the distillation loss is not the task's loss that val/loss is: the curves name it apart
+        assert {"train/distill_loss", "val/loss"} <= set(result.history[0]) and "train/loss" not in result.history[0]
     seen = torch.cat(teacher.net.seen)
     assert seen.shape[0] == len(fold.train_idx)
     assert torch.equal(seen, torch.as_tensor(data.X[fold.train_idx]))  # raw rows, no scaler in this teacher
