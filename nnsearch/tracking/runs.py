@@ -370,12 +370,20 @@ class Tracker:
     def log_test_plots(self, run_id: str, predictions: Any) -> None:
         """The final model's confusion matrix and ROC/PR curves (or regression plots) on the held-out test rows,
         as ``plots/`` of run ``run_id``: the trials' out-of-fold figures, drawn for the rows no trial saw.
-        None with ``tracking.trial_plots=none``; a figure that fails is a warning, the run stands."""
+        None with ``tracking.trial_plots=none``; a figure that fails is a warning, the run stands. Drawn on
+        the background thread after the trials' figures still queued there (matplotlib draws one figure at
+        a time safely, not two at once), and waited for."""
+        if self.trial_plots == "none":
+            return
+        if self._artifacts is not None:
+            self._artifacts.submit(self._test_plots, run_id, predictions).result()
+        else:
+            self._test_plots(run_id, predictions)
+
+    def _test_plots(self, run_id: str, predictions: Any) -> None:
         from nnsearch.fit.result import FoldResult
         from nnsearch.tracking.trial_plots import write_trial_artifacts
 
-        if self.trial_plots == "none":
-            return
         try:
             with tempfile.TemporaryDirectory(prefix="nnsearch-final-") as tmp:
                 if write_trial_artifacts([FoldResult(0, predictions=predictions)], Path(tmp), task=self.task, classes=self.classes, targets=self.targets,
