@@ -70,7 +70,7 @@ def freeze_startup() -> None:
     freeze = bool(_state["command"] and _state["armed"] and not os.environ.get("NNSEARCH_SLOW_EXIT"))
     if freeze:
         gc.freeze()
-    startup_gc.release(freeze=freeze)  # full collections, held back since the command started, run again
+    startup_gc.release(freeze=False)  # full collections, held back since the command started, run again (frozen above, once)
 
 
 def fold_process() -> None:

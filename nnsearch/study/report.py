@@ -369,7 +369,7 @@ class FinalModel:
         self.record.set(FINAL_MODEL, {"trial": chosen.number, "run_id": run_id})
         lines = [f"Final model: trial {chosen.number} retrained on all {fit.n_train} development rows ({fit.epochs} epochs), MLflow run {run_id}"]
         lines += _test_lines(chosen, fit.test_metrics, metrics, fit.n_test)
-        if register := _setting(cfg, "final.register_name", None):
+        if register:
             lines.append(f"  registered as MLflow model '{register}'")
         return lines
 
